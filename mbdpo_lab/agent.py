@@ -1,0 +1,281 @@
+"""The MBDPO agent: acting with the diffusion planner and one update of all losses (DESIGN §2.2).
+
+`MBDPO.update` reads top to bottom: encode and unroll, consistency / reward / value losses, the
+energy (contrastive) loss, one world-model step, then the policy prior's own step and the target
+Q update. `energy_loss` pairs every positive latent z_t with *its own* action a_t (both flattened
+in the same time-major order); a test checks that pairing.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import Config
+from .planner import DiffusionPlanner, MPPIPlanner, PlanResult, PolicyActor, WorldModelReturn, shift_warm_start
+from .world_model import WorldModel
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else is passed to torch."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} requested but CUDA is not available; use device=cpu or auto")
+    return device
+
+
+class RunningScale:
+    """TD-MPC2's value scale S: running (Polyak) 5-95 percentile range of Q, at least 1."""
+
+    def __init__(self, tau: float, device: torch.device):
+        self.tau = tau
+        self.value = torch.ones((), device=device)
+
+    def update(self, q: torch.Tensor) -> None:
+        q = q.detach().float().flatten()
+        rng = torch.quantile(q, 0.95) - torch.quantile(q, 0.05)
+        self.value.lerp_(rng.clamp(min=1.0), self.tau)
+
+
+@dataclass
+class EnergyLossOut:
+    loss: torch.Tensor  # scalar, rho-weighted binary logistic loss
+    pos_logits: torch.Tensor  # [M]
+    neg_logits: torch.Tensor  # [M]
+    negatives: torch.Tensor  # [M, A] the hardest negative chosen per positive
+
+
+class MBDPO:
+    """World model + energy + planner; `act` for the environment, `update` for learning."""
+
+    def __init__(self, cfg: Config, obs_dim: int, act_dim: int, device: str | torch.device | None = None):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device) if device is None else torch.device(device)
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.wm = WorldModel(cfg, obs_dim, act_dim).to(self.device)
+        enc_params = list(self.wm.encoder.parameters())
+        enc_ids = {id(p) for p in enc_params}
+        pi_ids = {id(p) for p in self.wm.pi_head.parameters()}
+        rest = [p for p in self.wm.parameters() if p.requires_grad and id(p) not in enc_ids | pi_ids]
+        self.optim = torch.optim.Adam([
+            {"params": enc_params, "lr": cfg.lr * cfg.enc_lr_scale},
+            {"params": rest, "lr": cfg.lr},
+        ], lr=cfg.lr)
+        self.pi_optim = torch.optim.Adam(self.wm.pi_head.parameters(), lr=cfg.lr, eps=1e-5)
+        self.q_scale = RunningScale(cfg.tau, self.device)
+        self.diffusion = DiffusionPlanner.from_config(cfg)
+        self.mppi = MPPIPlanner.from_config(cfg)
+        self.policy_actor = PolicyActor(self.wm)
+        self.prev_plan: torch.Tensor | None = None
+        self.last_plan_ms = 0.0
+        self.wm.eval()
+
+    @property
+    def gamma(self) -> float:
+        return self.cfg.gamma
+
+    # --- acting ----------------------------------------------------------------------------
+    def return_model(self, z0: torch.Tensor, eta: float | None = None,
+                     generator: torch.Generator | None = None) -> WorldModelReturn:
+        return WorldModelReturn(self.wm, z0, self.cfg.eta if eta is None else eta, self.gamma,
+                                generator=generator, bf16=self.cfg.planner_bf16)
+
+    @torch.no_grad()
+    def encode(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
+        obs_t = torch.as_tensor(np.asarray(obs, np.float32), device=self.device)
+        return self.wm.encode(obs_t.reshape(1, -1))[0]
+
+    @torch.no_grad()
+    def plan(self, obs: np.ndarray, t0: bool, planner: str | None = None, trace: bool = False,
+             generator: torch.Generator | None = None, update_warm_start: bool = True,
+             planner_obj: DiffusionPlanner | None = None, eta: float | None = None) -> PlanResult:
+        """Plan from an observation; ``t0`` marks an episode start (warm start from zeros)."""
+        kind = planner or self.cfg.planner
+        z0 = self.encode(obs)
+        warm = shift_warm_start(None if t0 else self.prev_plan, self.cfg.horizon, self.act_dim, self.device)
+        if kind == "policy":
+            action = self.policy_actor.act(z0, eval_mode=True, generator=generator)
+            result = PlanResult(plan=warm, action=action)
+        else:
+            search = planner_obj or (self.diffusion if kind == "diffusion" else self.mppi)
+            result = search.plan(self.return_model(z0, eta, generator), warm, generator, trace=trace)
+        if update_warm_start:
+            self.prev_plan = result.plan
+        return result
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, t0: bool = False, eval_mode: bool = False, planner: str | None = None,
+            generator: torch.Generator | None = None) -> np.ndarray:
+        """Action in [-1, 1]; adds N(0, exploration_std^2) noise unless ``eval_mode``."""
+        kind = planner or self.cfg.planner
+        start = time.perf_counter()
+        if kind == "policy" and not eval_mode:
+            action = self.policy_actor.act(self.encode(obs), eval_mode=False, generator=generator)
+        else:
+            action = self.plan(obs, t0, planner=kind, generator=generator).action
+        if not eval_mode and kind != "policy":
+            noise = torch.randn(action.shape, generator=generator, device=action.device)
+            action = action + self.cfg.exploration_std * noise
+        out = action.clamp(-1, 1).float().cpu().numpy()
+        self.last_plan_ms = 1000 * (time.perf_counter() - start)
+        return out
+
+    # --- learning ---------------------------------------------------------------------------
+    def energy_loss(self, z: torch.Tensor, a: torch.Tensor, weights: torch.Tensor | None = None) -> EnergyLossOut:
+        """Binary logistic loss of F: positives (z_i, a_i) vs the hardest of three negatives at z_i.
+
+        z [M, latent] (detached) and a [M, A] are paired row by row. Negatives per row: a sample of
+        the policy prior, the data action plus N(0, 0.5^2) noise (clipped), and a uniform action;
+        the one with the highest current F is kept.
+        """
+        wm, cfg = self.wm, self.cfg
+        z = z.detach()
+        with torch.no_grad():
+            cands = torch.stack([
+                wm.pi(z).action,
+                (a + cfg.energy_noise_std * torch.randn_like(a)).clamp(-1, 1),
+                torch.rand_like(a) * 2 - 1,
+            ])  # [3, M, A]
+            f = wm.energy_logit(z.expand(3, *z.shape), cands).squeeze(-1)  # [3, M]
+            hardest = f.argmax(0)
+            negatives = cands[hardest, torch.arange(a.shape[0], device=a.device)]
+        pos = wm.energy_logit(z, a).squeeze(-1)
+        neg = wm.energy_logit(z, negatives).squeeze(-1)
+        per_pair = F.softplus(-pos) + F.softplus(neg)
+        loss = per_pair.mean() if weights is None else (per_pair * weights).sum() / weights.sum()
+        return EnergyLossOut(loss, pos.detach(), neg.detach(), negatives)
+
+    @torch.no_grad()
+    def _update_energy_stats(self, pos_logits: torch.Tensor) -> None:
+        m = self.cfg.energy_stat_momentum
+        self.wm.energy_mean.mul_(m).add_((1 - m) * pos_logits.mean())
+        self.wm.energy_std.mul_(m).add_((1 - m) * pos_logits.std().clamp(min=1e-3))
+
+    def to_batch(self, sample: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        return {k: torch.as_tensor(sample[k], device=self.device) for k in ("obs", "action", "reward")}
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One gradient step of every loss on a time-major batch (obs [H+1,B,.], action/reward [H,B])."""
+        cfg, wm = self.cfg, self.wm
+        obs, action, reward = batch["obs"], batch["action"], batch["reward"]
+        H = action.shape[0]
+        rho = cfg.rho ** torch.arange(H, device=self.device, dtype=torch.float32)
+        wm.train()
+
+        with torch.no_grad():
+            next_z = wm.encode(obs[1:])  # [H, B, L] stop-gradient targets h(o_{t+1})
+            next_a = wm.pi(next_z).action
+            td_target = reward.unsqueeze(-1) + self.gamma * wm.q(next_z.flatten(0, 1), next_a.flatten(0, 1),
+                                                                  "min", target=True).view(H, -1, 1)
+
+        z = wm.encode(obs[0])
+        zs = [z]
+        consistency = 0.0
+        for t in range(H):
+            z = wm.next(z, action[t])
+            consistency = consistency + rho[t] * F.mse_loss(z, next_z[t])
+            zs.append(z)
+        zs_t = torch.stack(zs)  # [H+1, B, L]
+        _zs = zs_t[:-1]
+
+        flat_z, flat_a = _zs.flatten(0, 1), action.flatten(0, 1)
+        w_flat = rho.repeat_interleave(action.shape[1])  # rho^t for each flattened (t, b) row
+        reward_ce = wm.two_hot.cross_entropy(wm.reward_logits(flat_z, flat_a), reward.flatten(0, 1))
+        q_logits = wm.q_logits(flat_z, flat_a)  # [K, H*B, bins]
+        value_ce = wm.two_hot.cross_entropy(q_logits, td_target.flatten(0, 1).squeeze(-1).expand(cfg.num_q, -1))
+        reward_loss = (reward_ce * w_flat).sum() / action.shape[1] / H
+        value_loss = (value_ce * w_flat).sum() / action.shape[1] / H / cfg.num_q
+        consistency = consistency / H
+
+        energy = self.energy_loss(flat_z, flat_a, w_flat)
+        total = (cfg.consistency_coef * consistency + cfg.reward_coef * reward_loss
+                 + cfg.value_coef * value_loss + cfg.energy_coef * energy.loss)
+        score_loss = torch.zeros((), device=self.device)
+        if wm.score_net is not None and cfg.score_coef > 0:
+            score_loss = self.score_matching_loss(zs_t[0].detach(), action.transpose(0, 1))
+            total = total + cfg.score_coef * score_loss
+
+        self.optim.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for g in self.optim.param_groups for p in g["params"]], cfg.grad_clip_norm)
+        self.optim.step()
+        self._update_energy_stats(energy.pos_logits)
+
+        pi_loss, entropy = self.update_policy(zs_t.detach())
+        wm.soft_update_target(cfg.tau)
+        wm.eval()
+        pos, neg = energy.pos_logits, energy.neg_logits
+        consistency, total = consistency.detach(), total.detach()
+        return dict(
+            consistency_loss=float(consistency), reward_loss=float(reward_loss),
+            value_loss=float(value_loss), energy_loss=float(energy.loss), score_loss=float(score_loss),
+            pi_loss=float(pi_loss), pi_entropy=float(entropy), total_loss=float(total),
+            grad_norm=float(grad_norm), energy_pos_logit=float(pos.mean()), energy_neg_logit=float(neg.mean()),
+            energy_accuracy=float(0.5 * ((pos > 0).float().mean() + (neg < 0).float().mean())),
+            energy_mean=float(wm.energy_mean), energy_std=float(wm.energy_std), q_scale=float(self.q_scale.value),
+        )
+
+    def update_policy(self, zs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Maximise rho-weighted Q_avg(z, pi(z)) / S + entropy_coef * entropy (separate Adam)."""
+        cfg, wm = self.cfg, self.wm
+        T = zs.shape[0]
+        sample = wm.pi(zs.flatten(0, 1))
+        q = wm.q(zs.flatten(0, 1), sample.action, "avg").view(T, -1)
+        self.q_scale.update(q[0])
+        entropy = -sample.log_prob.view(T, -1)
+        rho = cfg.rho ** torch.arange(T, device=self.device, dtype=torch.float32)
+        objective = q / self.q_scale.value + cfg.entropy_coef * entropy
+        loss = -(objective.mean(1) * rho).mean()
+        self.pi_optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(wm.pi_head.parameters(), cfg.grad_clip_norm)
+        self.pi_optim.step()
+        # Q heads received gradients through the policy objective: discard them.
+        for p in wm.q_heads.parameters():
+            p.grad = None
+        return loss.detach(), entropy.mean().detach()
+
+    def score_matching_loss(self, z0: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
+        """Denoising score matching for the optional score net: predict -eps / sqrt(1 - abar)."""
+        abar_all = torch.as_tensor(self.diffusion.alpha_bar, device=self.device, dtype=torch.float32)
+        level = torch.randint(1, self.cfg.num_levels, (seq.shape[0],), device=self.device)
+        abar = abar_all[level].view(-1, 1, 1)
+        eps = torch.randn_like(seq)
+        x = abar.sqrt() * seq + (1 - abar).sqrt() * eps
+        target = -eps / (1 - abar).sqrt()
+        pred = self.wm.score_net(z0, x, level.unsqueeze(-1))
+        return F.mse_loss(pred * (1 - abar).sqrt(), target * (1 - abar).sqrt())
+
+    # --- state for checkpoints ---------------------------------------------------------------
+    def tensors(self, include_optimizer: bool = False) -> dict[str, torch.Tensor]:
+        out = {f"wm.{k}": v for k, v in self.wm.state_dict().items()}
+        out["q_scale"] = self.q_scale.value.reshape(1)
+        if include_optimizer:
+            for name, opt in (("optim", self.optim), ("pi_optim", self.pi_optim)):
+                for i, state in opt.state_dict()["state"].items():
+                    for key, value in state.items():
+                        out[f"{name}.{i}.{key}"] = torch.as_tensor(value).reshape(-1) if key == "step" else value
+        return {k: v.detach().contiguous().cpu() for k, v in out.items()}
+
+    def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        wm_state = {k[3:]: v for k, v in tensors.items() if k.startswith("wm.")}
+        self.wm.load_state_dict(wm_state, strict=True)
+        self.q_scale.value.copy_(tensors["q_scale"].reshape(()))
+        for name, opt in (("optim", self.optim), ("pi_optim", self.pi_optim)):
+            keys = [k for k in tensors if k.startswith(name + ".")]
+            if not keys:
+                continue
+            sd = opt.state_dict()
+            state: dict[int, dict[str, torch.Tensor]] = {}
+            for k in keys:
+                _, i, key = k.split(".", 2)
+                v = tensors[k].to(self.device)
+                state.setdefault(int(i), {})[key] = v.reshape(()) if key == "step" else v
+            sd["state"] = state
+            opt.load_state_dict(sd)

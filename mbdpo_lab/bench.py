@@ -1,0 +1,84 @@
+"""Timing of the planner (ms per action) and the update (ms), with FLOP counts, for any preset.
+
+Median over repeated runs after warm-up, on random inputs of a chosen observation/action size
+(no simulator needed), so figures compare presets, devices and dtypes, not tasks.
+"""
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .agent import MBDPO
+from .config import Config
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_ms(fn, device: torch.device, repeats: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
+def _gflop(fn) -> float:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def benchmark(cfg: Config, obs_dim: int = 24, act_dim: int = 6, dtype: str = "fp32",
+              repeats: int = 10) -> dict[str, Any]:
+    cfg = cfg.replace(planner_bf16=(dtype == "bf16"))
+    torch.manual_seed(0)
+    agent = MBDPO(cfg, obs_dim, act_dim)
+    device = agent.device
+    obs = np.random.default_rng(0).standard_normal(obs_dim).astype(np.float32)
+    H, B = cfg.horizon, cfg.batch_size
+    batch = dict(obs=torch.randn(H + 1, B, obs_dim, device=device),
+                 action=torch.rand(H, B, act_dim, device=device) * 2 - 1,
+                 reward=torch.rand(H, B, device=device))
+
+    def act():
+        agent.act(obs, t0=False, eval_mode=True)
+
+    def update():
+        agent.update(batch)
+
+    planner_ms = _median_ms(act, device, repeats)
+    update_ms = _median_ms(update, device, repeats)
+    planner_gflop, update_gflop = _gflop(act), _gflop(update)
+    out: dict[str, Any] = dict(
+        preset=cfg.preset, device=str(device), dtype=dtype, threads=torch.get_num_threads(),
+        params=agent.wm.num_params(), planner=cfg.planner,
+        planner_ms_per_action=round(planner_ms, 3), update_ms=round(update_ms, 3),
+        train_step_ms=round(planner_ms + update_ms, 3),
+        planner_gflop=round(planner_gflop, 3), update_gflop=round(update_gflop, 3),
+        planner_gflops_per_s=round(planner_gflop / (planner_ms / 1000), 1),
+        update_gflops_per_s=round(update_gflop / (update_ms / 1000), 1),
+        samples=cfg.num_samples, levels=cfg.num_levels, horizon=cfg.horizon, batch_size=B,
+        cpu=platform.processor() or platform.machine(),
+    )
+    if device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
+        out["max_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    else:
+        import resource
+
+        out["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return out

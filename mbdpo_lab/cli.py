@@ -1,0 +1,203 @@
+"""`mbdpo-lab`: train, evaluate, benchmark and inspect agents from a shell.
+
+Bad input (unknown task, unknown config key, missing or corrupt checkpoint) exits with status 2 and
+one line that says what to do; no bare tracebacks.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+class UsageError(Exception):
+    """Bad input from the command line; printed as one line, exit status 2."""
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field (repeatable), e.g. --set eta=0 --set num_samples=256")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mbdpo-lab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("tasks", help="list DMControl task names")
+    p = sub.add_parser("config", help="print a preset's config (all keys and values)")
+    p.add_argument("--preset", default="paper")
+    _add_set(p)
+    sub.add_parser("pretrained", help="list shipped pretrained agents")
+
+    p = sub.add_parser("train", help="train an agent online")
+    p.add_argument("--task", default="cartpole-swingup")
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--steps", type=int, default=None, help="environment steps (default: the preset's)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--out", required=True, help="run directory (config.json, metrics.csv, checkpoints, videos)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true")
+    _add_set(p)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint; prints one JSON line")
+    p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint or a pretrained name")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--video", default=None, help="write the first episode to this mp4")
+    p.add_argument("--planner", choices=["diffusion", "mppi", "policy"], default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    _add_set(p)
+
+    p = sub.add_parser("bench", help="time the planner and the update; prints one JSON line")
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--device", default=None)
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="planner precision")
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--obs-dim", type=int, default=24)
+    p.add_argument("--act-dim", type=int, default=6)
+    _add_set(p)
+    return parser
+
+
+def _config(preset: str, overrides: list[str], **fields):
+    from .config import make_config
+
+    values = {k: v for k, v in fields.items() if v is not None}
+    cfg = make_config(preset, overrides=values)
+    if overrides:
+        from .config import apply_overrides, validate
+
+        apply_overrides(cfg, overrides)
+        validate(cfg)
+    return cfg
+
+
+def cmd_tasks(args) -> None:
+    from .envs import list_tasks
+
+    print("\n".join(list_tasks()))
+
+
+def cmd_config(args) -> None:
+    print(json.dumps(_config(args.preset, args.overrides).to_dict(), indent=2, sort_keys=True))
+
+
+def cmd_pretrained(args) -> None:
+    from .checkpoint import read_manifest
+
+    for name, entry in sorted(read_manifest().items()):
+        print(f"{name}\t{entry['task']}\teta={entry['eta']}\treturn={entry['eval_return_mean']:.1f}")
+
+
+def cmd_train(args) -> None:
+    from tqdm import tqdm
+
+    from .envs import resolve_task
+    from .trainer import Trainer
+
+    out = Path(args.out)
+    if args.resume:
+        if not (out / "checkpoints" / "last.safetensors").exists():
+            raise UsageError(f"nothing to resume in {out} (no checkpoints/last.safetensors)")
+        trainer = Trainer.resume_from(out, steps=args.steps)
+    else:
+        if (out / "metrics.csv").exists():
+            raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        cfg = _config(args.preset, args.overrides, task=args.task, steps=args.steps, seed=args.seed,
+                      device=args.device)
+        resolve_task(cfg.task)
+        trainer = Trainer(cfg, out)
+    cfg = trainer.cfg
+    bar = tqdm(total=cfg.steps, initial=trainer.env_step, unit="step", disable=args.no_progress,
+               dynamic_ncols=True)
+
+    def on_event(event, data):
+        if event == "episode":
+            bar.set_postfix(ret=f"{data['episode_return']:.0f}", sps=f"{data['steps_per_s']:.0f}")
+        elif event == "eval":
+            bar.write(f"step {data['step']}: eval return {data['eval_return']:.1f} "
+                      f"+- {data['eval_return_std']:.1f}")
+
+    trainer.callbacks.append(on_event)
+    try:
+        trainer.run(progress=bar.update)
+    finally:
+        bar.close()
+    if trainer.last_eval is None or trainer.last_eval.get("step") != trainer.env_step:
+        if trainer.state == "finished":
+            trainer.run_evaluation()
+            trainer.save()
+    print(json.dumps({"out": str(out), "state": trainer.state, "step": trainer.env_step,
+                      "eval_return": (trainer.last_eval or {}).get("mean_return")}))
+
+
+def _load_agent(name_or_path: str, device, overrides):
+    from .checkpoint import load_checkpoint, load_pretrained, list_pretrained
+
+    path = Path(name_or_path)
+    if path.suffix == ".safetensors" or path.exists():
+        return load_checkpoint(path, device=device, overrides=overrides)
+    if name_or_path in list_pretrained():
+        return load_pretrained(name_or_path, device=device, overrides=overrides)
+    return load_checkpoint(path, device=device, overrides=overrides)  # raises "not found" with a hint
+
+
+def cmd_eval(args) -> None:
+    from .envs import make_env
+    from .trainer import evaluate, seed_everything
+
+    ckpt = _load_agent(args.checkpoint, args.device, args.overrides)
+    agent, cfg = ckpt.agent, ckpt.agent.cfg
+    seed_everything(args.seed)
+    env = make_env(cfg.task, seed=args.seed + 20_000, action_repeat=cfg.action_repeat,
+                   episode_length=cfg.episode_length)
+    result = evaluate(agent, env, args.episodes, planner=args.planner,
+                      video_size=cfg.video_size if args.video else 0, seed=args.seed)
+    if args.video:
+        from .rendering import write_video
+
+        write_video(args.video, result["frames"])
+    out = {k: v for k, v in result.items() if k != "frames"}
+    out.update(task=cfg.task, planner=args.planner or cfg.planner, eta=cfg.eta, checkpoint=args.checkpoint)
+    if args.video:
+        out["video"] = args.video
+    print(json.dumps(out))
+
+
+def cmd_bench(args) -> None:
+    from .bench import benchmark
+
+    cfg = _config(args.preset, args.overrides, device=args.device)
+    result = benchmark(cfg, obs_dim=args.obs_dim, act_dim=args.act_dim, dtype=args.dtype, repeats=args.repeats)
+    print(json.dumps(result))
+
+
+COMMANDS = {"tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
+            "eval": cmd_eval, "bench": cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .envs import UnknownTaskError
+    from .rendering import RenderingUnavailable
+
+    try:
+        COMMANDS[args.command](args)
+    except (UsageError, ConfigError, UnknownTaskError, CheckpointError) as exc:
+        print(f"mbdpo-lab {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except RenderingUnavailable as exc:
+        print(f"mbdpo-lab {args.command}: error: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print(f"mbdpo-lab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

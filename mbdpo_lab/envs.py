@@ -1,0 +1,105 @@
+"""DMControl suite tasks by ``domain-task`` name, with action repeat and flat float32 observations.
+
+Names use dashes (``finger-turn-easy``) and ``cup`` for ball_in_cup. Actions are in [-1, 1] and
+scaled to the task's bounds; rewards over the repeated steps are summed, so a 500-step episode of
+a DMControl task returns 0..1000.
+"""
+from __future__ import annotations
+
+import difflib
+from functools import lru_cache
+
+import numpy as np
+
+from . import rendering
+
+rendering.configure_gl()
+
+DOMAIN_ALIASES = {"ball_in_cup": "cup"}
+
+
+class UnknownTaskError(ValueError):
+    """The task name is not a DMControl suite task; the message lists the valid ones."""
+
+
+@lru_cache(maxsize=1)
+def _task_table() -> dict[str, tuple[str, str]]:
+    from dm_control import suite
+
+    table = {}
+    for domain, task in suite.ALL_TASKS:
+        name = f"{DOMAIN_ALIASES.get(domain, domain)}-{task}".replace("_", "-")
+        table[name] = (domain, task)
+    return table
+
+
+def list_tasks() -> list[str]:
+    """All DMControl suite task names, sorted."""
+    return sorted(_task_table())
+
+
+def resolve_task(name: str) -> tuple[str, str]:
+    """``domain-task`` -> (dm_control domain, task); an unknown name lists close and valid names."""
+    table = _task_table()
+    key = name.strip().lower().replace("_", "-").replace("ball-in-cup", "cup")
+    lowered = {k.lower(): v for k, v in table.items()}
+    if key in lowered:
+        return lowered[key]
+    close = difflib.get_close_matches(key, list(table), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise UnknownTaskError(f"unknown task {name!r}.{hint} Valid tasks: {', '.join(list_tasks())}")
+
+
+class DMControlEnv:
+    """A DMControl task as a small gym-like env: reset() -> obs, step(a) -> (obs, reward, done)."""
+
+    def __init__(self, task: str, seed: int = 0, action_repeat: int = 2, episode_length: int = 500):
+        from dm_control import suite
+
+        domain, task_name = resolve_task(task)
+        self.name = task
+        self.action_repeat, self.episode_length = action_repeat, episode_length
+        self._env = suite.load(domain, task_name, task_kwargs={"random": seed},
+                               environment_kwargs={"flat_observation": False})
+        spec = self._env.action_spec()
+        self._low, self._high = spec.minimum.astype(np.float32), spec.maximum.astype(np.float32)
+        self.act_dim = int(spec.shape[0])
+        self.obs_dim = int(sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values()))
+        self._t = 0
+
+    @staticmethod
+    def _flatten(observation) -> np.ndarray:
+        return np.concatenate([np.asarray(v, np.float32).ravel() for v in observation.values()])
+
+    def reset(self) -> np.ndarray:
+        self._t = 0
+        return self._flatten(self._env.reset().observation)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool]:
+        a = np.clip(np.asarray(action, np.float32), -1.0, 1.0)
+        scaled = self._low + (a + 1.0) * 0.5 * (self._high - self._low)
+        reward = 0.0
+        for _ in range(self.action_repeat):
+            ts = self._env.step(scaled)
+            reward += ts.reward or 0.0
+            if ts.last():
+                break
+        self._t += 1
+        done = self._t >= self.episode_length or ts.last()
+        return self._flatten(ts.observation), float(reward), bool(done)
+
+    def render(self, height: int = 240, width: int = 320, camera: int | str = 0) -> np.ndarray:
+        """An RGB frame [height, width, 3] uint8; a GL failure names the packages to install."""
+        try:
+            return self._env.physics.render(height=height, width=width, camera_id=camera)
+        except Exception as exc:  # noqa: BLE001
+            if isinstance(exc, (ValueError, IndexError)) and "camera" in str(exc).lower():
+                raise
+            raise rendering.RenderingUnavailable(f"{rendering.HINT}\n(underlying error: {exc})") from exc
+
+    def random_action(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.uniform(-1, 1, self.act_dim).astype(np.float32)
+
+
+def make_env(task: str, seed: int = 0, action_repeat: int = 2, episode_length: int = 500) -> DMControlEnv:
+    return DMControlEnv(task, seed=seed, action_repeat=action_repeat, episode_length=episode_length)

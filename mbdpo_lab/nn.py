@@ -1,0 +1,169 @@
+"""Network building blocks: SimNorm, LayerNorm-Mish MLPs, a vectorised ensemble, symlog two-hot.
+
+Kept separate from the world model so each piece can be tested on its own (SimNorm groups sum to 1,
+two-hot decoding inverts encoding).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SimNorm(nn.Module):
+    """Simplicial normalisation: softmax over consecutive groups of ``group`` entries.
+
+    Keeps latents bounded (each group lies on a simplex), which stabilises latent rollouts.
+    """
+
+    def __init__(self, group: int = 8):
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x = x.view(*shape[:-1], -1, self.group)
+        return F.softmax(x, dim=-1).view(shape)
+
+
+class NormedLinear(nn.Sequential):
+    """Linear -> (Dropout) -> LayerNorm -> Mish: one hidden block of every MBDPO MLP."""
+
+    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.0):
+        layers: list[nn.Module] = [nn.Linear(in_dim, out_dim)]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        layers += [nn.LayerNorm(out_dim), nn.Mish()]
+        super().__init__(*layers)
+
+
+def mlp(in_dim: int, hidden: list[int], out_dim: int, out_act: nn.Module | None = None,
+        dropout: float = 0.0) -> nn.Sequential:
+    """MLP of NormedLinear blocks; dropout only on the first block (as in TD-MPC2)."""
+    layers: list[nn.Module] = []
+    dims = [in_dim] + list(hidden)
+    for i in range(len(hidden)):
+        layers.append(NormedLinear(dims[i], dims[i + 1], dropout if i == 0 else 0.0))
+    layers.append(nn.Linear(dims[-1], out_dim))
+    if out_act is not None:
+        layers.append(out_act)
+    return nn.Sequential(*layers)
+
+
+def zero_last_layer(module: nn.Module) -> None:
+    """Zero the final linear layer so a head starts out predicting 'nothing' (reward, Q, F)."""
+    last = [m for m in module.modules() if isinstance(m, (nn.Linear, EnsembleLinear))][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        if last.bias is not None:
+            last.bias.zero_()
+
+
+class EnsembleLinear(nn.Module):
+    """K independent linear layers evaluated with one batched matmul: x [K, B, in] -> [K, B, out]."""
+
+    def __init__(self, k: int, in_dim: int, out_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(k, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(k, 1, out_dim))
+        bound = 1 / math.sqrt(in_dim)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
+        w, b = (self.weight, self.bias) if heads is None else (self.weight[heads], self.bias[heads])
+        if x.dim() == 2:  # shared input for all heads: one matmul against concatenated weights
+            k, i, o = w.shape
+            y = x @ w.permute(1, 0, 2).reshape(i, k * o)
+            return y.view(x.shape[0], k, o).transpose(0, 1) + b
+        return torch.baddbmm(b, x, w)
+
+
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm with per-member affine parameters, for [K, B, D] inputs."""
+
+    def __init__(self, k: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(k, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(k, 1, dim))
+
+    def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
+        w, b = (self.weight, self.bias) if heads is None else (self.weight[heads], self.bias[heads])
+        return F.layer_norm(x, x.shape[-1:]) * w + b
+
+
+class EnsembleMLP(nn.Module):
+    """K MLPs of identical shape (the Q ensemble), evaluated together or for chosen heads only.
+
+    Evaluating only the two heads the planner needs avoids computing all K (speed, DESIGN §2.1).
+    """
+
+    def __init__(self, k: int, in_dim: int, hidden: list[int], out_dim: int, dropout: float = 0.0):
+        super().__init__()
+        self.k = k
+        dims = [in_dim] + list(hidden)
+        self.linears = nn.ModuleList(EnsembleLinear(k, dims[i], dims[i + 1]) for i in range(len(hidden)))
+        self.norms = nn.ModuleList(EnsembleLayerNorm(k, d) for d in hidden)
+        self.out = EnsembleLinear(k, dims[-1], out_dim)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, in] (shared by all heads) -> [K or len(heads), B, out]."""
+        for i, (lin, norm) in enumerate(zip(self.linears, self.norms)):
+            x = lin(x, heads)
+            if i == 0:
+                x = self.dropout(x)
+            x = F.mish(norm(x, heads))
+        return self.out(x, heads)
+
+
+# --- symlog two-hot regression ---------------------------------------------------------------
+
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.log1p(torch.abs(x))
+
+
+def symexp(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.expm1(torch.abs(x))
+
+
+class TwoHot(nn.Module):
+    """Discrete regression over ``num_bins`` bins spanning [vmin, vmax] in symlog space."""
+
+    def __init__(self, num_bins: int = 101, vmin: float = -10.0, vmax: float = 10.0):
+        super().__init__()
+        self.num_bins, self.vmin, self.vmax = num_bins, vmin, vmax
+        self.bin_size = (vmax - vmin) / (num_bins - 1)
+        self.register_buffer("bins", torch.linspace(vmin, vmax, num_bins), persistent=False)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Scalar targets [...] -> two-hot distributions [..., num_bins]."""
+        x = symlog(x).clamp(self.vmin, self.vmax)
+        pos = (x - self.vmin) / self.bin_size
+        low = pos.floor().clamp(max=self.num_bins - 1)
+        frac = (pos - low).unsqueeze(-1)
+        low = low.long().unsqueeze(-1)
+        high = (low + 1).clamp(max=self.num_bins - 1)
+        out = torch.zeros(*x.shape, self.num_bins, device=x.device, dtype=x.dtype)
+        out.scatter_(-1, low, 1 - frac)
+        out.scatter_add_(-1, high, frac)
+        return out
+
+    def decode(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits [..., num_bins] -> scalars [...] (expected symlog value, mapped back)."""
+        probs = F.softmax(logits.float(), dim=-1)
+        return symexp(probs @ self.bins)
+
+    def cross_entropy(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-element cross-entropy between predicted logits and the two-hot of ``target``."""
+        return -(self.encode(target) * F.log_softmax(logits.float(), dim=-1)).sum(-1)
+
+
+def sinusoidal_embedding(levels: torch.Tensor, dim: int) -> torch.Tensor:
+    """Standard transformer-style embedding of the (integer or real) noise level."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, device=levels.device) / max(half - 1, 1))
+    args = levels.float().unsqueeze(-1) * freqs
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)

@@ -1,0 +1,333 @@
+"""MBDPO's planner: model-based diffusion over a short action sequence (DESIGN §2.3).
+
+Read top to bottom: the noise schedule, one reverse step (`DiffusionPlanner.reverse_step`), the loop
+over levels (`DiffusionPlanner.plan`), and the energy-shaped return it maximises (`WorldModelReturn`).
+Two comparison actors search the same return: `MPPIPlanner` (TD-MPC2-style) and `PolicyActor`.
+
+The planner only needs a *return model* (`ReturnModel`): anything that scores a batch of action
+sequences. The world model is one (`WorldModelReturn`); the toy landscape in `mbdpo_lab.toy` is
+another, so both run exactly this code.
+
+Teaching note: with the Monte-Carlo score s = (sqrt(abar_tau) Abar - x) / (1 - abar_tau), the update
+x <- (x + (1 - abar_tau) s) / sqrt(alpha_tau) collapses to x_{tau-1} = sqrt(abar_{tau-1}) Abar: an
+MPPI-like re-weighting whose sampling spread is fixed by the schedule. `DenoiseTrace` records both
+sides so a test (and the denoising widget) can show the identity.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field, fields
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from .config import Config
+from .world_model import WorldModel
+
+
+# --- what the planner searches ---------------------------------------------------------------
+
+@dataclass
+class Evaluation:
+    """Scores of N candidate sequences (all [N] tensors)."""
+
+    total: torch.Tensor  # J(A) = model_return + eta * energy: what is maximised
+    model_return: torch.Tensor  # discounted predicted rewards + terminal value
+    energy: torch.Tensor  # discounted sum of standardised, clipped F (0 where there is no anchor)
+
+
+class ReturnModel(Protocol):
+    """Anything the planner can search: scores action sequences in [-1, 1]^(H x A)."""
+
+    horizon: int
+    action_dim: int
+
+    def evaluate(self, actions: torch.Tensor) -> Evaluation:
+        """actions [N, H, A] -> Evaluation with [N] tensors."""
+
+    def prior_candidates(self, n: int, generator: torch.Generator | None) -> torch.Tensor | None:
+        """Up to n sequences proposed by a prior (the policy prior), or None."""
+
+
+class WorldModelReturn:
+    """The energy-shaped model return J(A) from latent z0 (DESIGN §2.3):
+
+    J(A) = sum_t gamma^t [r(z_t, a_t) + eta * clip(standardised F(z_t, a_t))] + gamma^H Q_avg(z_H, pi(z_H)).
+
+    The two Q heads of Q_avg are drawn once per decision, so every level scores with the same
+    function and the policy-prior candidates (drawn once) need scoring only once.
+    """
+
+    def __init__(self, wm: WorldModel, z0: torch.Tensor, eta: float, gamma: float,
+                 generator: torch.Generator | None = None, bf16: bool = False):
+        self.wm, self.z0, self.eta, self.gamma = wm, z0.reshape(1, -1), float(eta), float(gamma)
+        self.horizon, self.action_dim = wm.cfg.horizon, wm.act_dim
+        self.generator = generator
+        self.heads = wm.draw_q_heads(generator)
+        self.bf16 = bf16
+
+    def _autocast(self):
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.z0.device.type, dtype=torch.bfloat16)
+
+    @torch.no_grad()
+    def rollout(self, actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Imagine sequences [N, H, A] through the dynamics; per-step rewards, energies, latents."""
+        wm, n = self.wm, actions.shape[0]
+        z = self.z0.expand(n, -1)
+        latents, rewards, energies = [z], [], []
+        with self._autocast():
+            for t in range(self.horizon):
+                a = actions[:, t]
+                rewards.append(wm.reward(z, a).squeeze(-1).float())
+                energies.append(wm.standardised_energy(z, a).squeeze(-1).float())
+                z = wm.next(z, a)
+                latents.append(z)
+            terminal = wm.q(z, wm.pi(z, self.generator).action, "avg", heads=self.heads).squeeze(-1).float()
+        return dict(latents=torch.stack(latents, 1).float(), rewards=torch.stack(rewards, 1),
+                    energies=torch.stack(energies, 1), terminal_value=terminal)
+
+    def evaluate(self, actions: torch.Tensor) -> Evaluation:
+        out = self.rollout(actions)
+        disc = self.gamma ** torch.arange(self.horizon, device=actions.device, dtype=torch.float32)
+        model_return = out["rewards"] @ disc + self.gamma ** self.horizon * out["terminal_value"]
+        energy = out["energies"] @ disc
+        return Evaluation(total=model_return + self.eta * energy, model_return=model_return, energy=energy)
+
+    @torch.no_grad()
+    def prior_candidates(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
+        if n <= 0:
+            return None
+        z = self.z0.expand(n, -1)
+        actions = []
+        with self._autocast():
+            for _ in range(self.horizon):
+                a = self.wm.pi(z, generator).action
+                actions.append(a.float())
+                z = self.wm.next(z, a)
+        return torch.stack(actions, 1)
+
+
+# --- the record of one decision ------------------------------------------------------------
+
+@dataclass
+class DenoiseTrace:
+    """Everything one diffusion decision computed, level by level (numpy, level axis first).
+
+    Row k holds noise level ``levels[k]`` (levels run N-1 down to 1). Widgets read this record and
+    never re-run the planner. Shapes: L levels, N candidates, E elites, H horizon, A action dims.
+    """
+
+    levels: np.ndarray  # [L] noise level tau of each row
+    alpha_bar: np.ndarray  # [N_levels] cumulative product of alphas, indexed by tau
+    spread: np.ndarray  # [L] candidate std around x/sqrt(abar): sqrt((1 - abar)/abar)
+    warm_start: np.ndarray  # [H, A] shifted previous plan the search started from
+    x: np.ndarray  # [L, H, A] noisy mean x_tau entering each level
+    candidates: np.ndarray  # [L, N, H, A] sampled (and policy-prior) sequences
+    is_prior: np.ndarray  # [N] True for policy-prior candidates
+    total_return: np.ndarray  # [L, N] J = model_return + eta * energy
+    model_return: np.ndarray  # [L, N]
+    energy: np.ndarray  # [L, N] discounted standardised-F term (before eta)
+    weights: np.ndarray  # [L, N] softmax weights (0 outside the elites)
+    elite_idx: np.ndarray  # [L, E] indices of the elites
+    weighted_mean: np.ndarray  # [L, H, A] Abar
+    score: np.ndarray  # [L, H, A] Monte-Carlo score estimate
+    x_next: np.ndarray  # [L, H, A] x_{tau-1} after the update
+    plan: np.ndarray  # [H, A] final plan clip(x_0)
+    eta: float
+    temperature: float
+    imagined: dict[str, np.ndarray] = field(default_factory=dict)  # rollout of the final plan
+
+    def level_index(self, tau: int) -> int:
+        return int(np.nonzero(self.levels == tau)[0][0])
+
+    def effective_sample_size(self) -> np.ndarray:
+        """[L] 1 / sum w^2 of the elite weights: how many candidates really shape Abar."""
+        return 1.0 / np.square(self.weights).sum(-1)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        out = {f.name: np.asarray(getattr(self, f.name)) for f in fields(self) if f.name != "imagined"}
+        out.update({f"imagined_{k}": v for k, v in self.imagined.items()})
+        return out
+
+
+@dataclass
+class PlanResult:
+    plan: torch.Tensor  # [H, A] the sequence kept as the next warm start
+    action: torch.Tensor  # [A] first action (before exploration noise)
+    trace: DenoiseTrace | None = None
+
+
+# --- the diffusion planner -------------------------------------------------------------------
+
+@dataclass
+class StepResult:
+    candidates: torch.Tensor
+    evaluation: Evaluation
+    weights: torch.Tensor  # [N], zero outside elites
+    elite_idx: torch.Tensor
+    weighted_mean: torch.Tensor
+    score: torch.Tensor
+    x_next: torch.Tensor
+
+
+class DiffusionPlanner:
+    """Reverse diffusion over A in [-1, 1]^(H x A) with a Monte-Carlo score from model returns."""
+
+    def __init__(self, num_samples: int = 512, num_levels: int = 20, num_elites: int = 64,
+                 num_pi_trajs: int = 24, temperature: float = 0.5, beta_start: float = 1e-4,
+                 beta_end: float = 1e-2):
+        self.num_samples, self.num_levels, self.num_elites = num_samples, num_levels, num_elites
+        self.num_pi_trajs, self.temperature = num_pi_trajs, temperature
+        betas = np.linspace(beta_start, beta_end, num_levels)
+        self.alpha = 1.0 - betas
+        self.alpha_bar = np.cumprod(self.alpha)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "DiffusionPlanner":
+        return cls(cfg.num_samples, cfg.num_levels, cfg.num_elites, cfg.num_pi_trajs, cfg.temperature,
+                   cfg.beta_start, cfg.beta_end)
+
+    def spread(self, tau: int) -> float:
+        """Std of candidates around x / sqrt(abar_tau) at level tau."""
+        abar = self.alpha_bar[tau]
+        return math.sqrt((1 - abar) / abar)
+
+    def reverse_step(self, x: torch.Tensor, tau: int, model: ReturnModel, prior: torch.Tensor | None,
+                     prior_eval: Evaluation | None, generator: torch.Generator | None) -> StepResult:
+        """One level: sample around x/sqrt(abar), score, re-weight the elites, move x to tau-1."""
+        abar, alpha = float(self.alpha_bar[tau]), float(self.alpha[tau])
+        n_prior = 0 if prior is None else prior.shape[0]
+        eps = torch.randn((self.num_samples - n_prior, *x.shape), generator=generator,
+                          device=x.device, dtype=x.dtype)
+        sampled = (x / math.sqrt(abar) + self.spread(tau) * eps).clamp(-1, 1)
+        ev = model.evaluate(sampled)
+        if prior is not None:
+            candidates = torch.cat([prior, sampled])
+            ev = Evaluation(*(torch.cat([a, b]) for a, b in
+                              zip((prior_eval.total, prior_eval.model_return, prior_eval.energy),
+                                  (ev.total, ev.model_return, ev.energy))))
+        else:
+            candidates = sampled
+        standardised = (ev.total - ev.total.mean()) / (ev.total.std(unbiased=False) + 1e-8)
+        elite_vals, elite_idx = torch.topk(standardised, self.num_elites)
+        elite_w = torch.softmax(elite_vals / self.temperature, dim=0)
+        weights = torch.zeros_like(standardised).index_put_((elite_idx,), elite_w)
+        weighted_mean = torch.einsum("e,eha->ha", elite_w, candidates[elite_idx])
+        score = (math.sqrt(abar) * weighted_mean - x) / (1 - abar)
+        x_next = (x + (1 - abar) * score) / math.sqrt(alpha)
+        return StepResult(candidates, ev, weights, elite_idx, weighted_mean, score, x_next)
+
+    @torch.no_grad()
+    def plan(self, model: ReturnModel, warm_start: torch.Tensor, generator: torch.Generator | None = None,
+             trace: bool = False) -> PlanResult:
+        """Denoise from sqrt(abar_T) * warm_start down to level 0; optionally record every level."""
+        top = self.num_levels - 1
+        x = math.sqrt(self.alpha_bar[top]) * warm_start
+        n_prior = min(self.num_pi_trajs, self.num_samples)
+        prior = model.prior_candidates(n_prior, generator) if n_prior > 0 else None
+        prior_eval = model.evaluate(prior) if prior is not None else None
+        rows: list[dict[str, torch.Tensor]] = []
+        for tau in range(top, 0, -1):
+            step = self.reverse_step(x, tau, model, prior, prior_eval, generator)
+            if trace:
+                rows.append(dict(x=x, candidates=step.candidates, total_return=step.evaluation.total,
+                                 model_return=step.evaluation.model_return, energy=step.evaluation.energy,
+                                 weights=step.weights, elite_idx=step.elite_idx,
+                                 weighted_mean=step.weighted_mean, score=step.score, x_next=step.x_next))
+            x = step.x_next
+        plan = x.clamp(-1, 1)
+        result = PlanResult(plan=plan, action=plan[0])
+        if trace:
+            result.trace = self._make_trace(rows, warm_start, plan, model, n_prior)
+        return result
+
+    def _make_trace(self, rows, warm_start, plan, model, n_prior) -> DenoiseTrace:
+        def stack(key):
+            return torch.stack([r[key] for r in rows]).float().cpu().numpy()
+
+        levels = np.arange(self.num_levels - 1, 0, -1)
+        is_prior = np.zeros(self.num_samples, dtype=bool)
+        is_prior[:n_prior] = True
+        imagined = {}
+        if hasattr(model, "rollout"):
+            imagined = {k: v[0].float().cpu().numpy() for k, v in model.rollout(plan[None]).items()}
+        return DenoiseTrace(
+            levels=levels, alpha_bar=self.alpha_bar.copy(),
+            spread=np.array([self.spread(int(t)) for t in levels]),
+            warm_start=warm_start.float().cpu().numpy(), x=stack("x"), candidates=stack("candidates"),
+            is_prior=is_prior, total_return=stack("total_return"), model_return=stack("model_return"),
+            energy=stack("energy"), weights=stack("weights"),
+            elite_idx=torch.stack([r["elite_idx"] for r in rows]).cpu().numpy(),
+            weighted_mean=stack("weighted_mean"), score=stack("score"), x_next=stack("x_next"),
+            plan=plan.float().cpu().numpy(), eta=float(getattr(model, "eta", 0.0)),
+            temperature=self.temperature, imagined=imagined)
+
+
+def shift_warm_start(previous: torch.Tensor | None, horizon: int, action_dim: int,
+                     device: torch.device | str) -> torch.Tensor:
+    """Previous plan shifted one step with a zero appended; zeros at an episode's start."""
+    warm = torch.zeros(horizon, action_dim, device=device)
+    if previous is not None:
+        warm[:-1] = previous[1:]
+    return warm
+
+
+# --- comparison actors on the same return --------------------------------------------------
+
+class MPPIPlanner:
+    """TD-MPC2's MPPI: iterate a Gaussian over sequences towards the exp-weighted elites."""
+
+    def __init__(self, num_samples: int = 512, iterations: int = 6, num_elites: int = 64,
+                 num_pi_trajs: int = 24, temperature: float = 0.5, min_std: float = 0.05,
+                 max_std: float = 2.0):
+        self.num_samples, self.iterations, self.num_elites = num_samples, iterations, num_elites
+        self.num_pi_trajs, self.temperature = num_pi_trajs, temperature
+        self.min_std, self.max_std = min_std, max_std
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "MPPIPlanner":
+        return cls(cfg.num_samples, cfg.mppi_iterations, cfg.num_elites, cfg.num_pi_trajs,
+                   cfg.temperature, cfg.mppi_min_std, cfg.mppi_max_std)
+
+    @torch.no_grad()
+    def plan(self, model: ReturnModel, warm_start: torch.Tensor, generator: torch.Generator | None = None,
+             trace: bool = False) -> PlanResult:
+        mean = warm_start.clone()
+        std = torch.full_like(mean, self.max_std)
+        n_prior = min(self.num_pi_trajs, self.num_samples)
+        prior = model.prior_candidates(n_prior, generator) if n_prior > 0 else None
+        prior_eval = model.evaluate(prior) if prior is not None else None
+        for _ in range(self.iterations):
+            eps = torch.randn((self.num_samples - n_prior, *mean.shape), generator=generator,
+                              device=mean.device, dtype=mean.dtype)
+            sampled = (mean + std * eps).clamp(-1, 1)
+            values = model.evaluate(sampled).total
+            candidates = sampled
+            if prior is not None:
+                candidates = torch.cat([prior, sampled])
+                values = torch.cat([prior_eval.total, values])
+            elite_vals, idx = torch.topk(values, self.num_elites)
+            elites = candidates[idx]
+            w = torch.exp(self.temperature * (elite_vals - elite_vals.max()))
+            w = w / w.sum()
+            mean = torch.einsum("e,eha->ha", w, elites)
+            std = torch.sqrt(torch.einsum("e,eha->ha", w, (elites - mean) ** 2)).clamp(self.min_std, self.max_std)
+        choice = torch.multinomial(w, 1, generator=generator)[0]
+        plan = elites[choice]
+        return PlanResult(plan=mean, action=plan[0])
+
+
+class PolicyActor:
+    """Acts with the policy prior alone (its mean in evaluation, a sample in training)."""
+
+    def __init__(self, wm: WorldModel):
+        self.wm = wm
+
+    @torch.no_grad()
+    def act(self, z0: torch.Tensor, eval_mode: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+        sample = self.wm.pi(z0.reshape(1, -1), generator)
+        return (sample.mean if eval_mode else sample.action)[0]

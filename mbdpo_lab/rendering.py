@@ -1,0 +1,80 @@
+"""Headless OpenGL selection for MuJoCo, done before anything imports mujoco, with readable failures.
+
+`configure_gl()` runs when `mbdpo_lab` is imported: it sets MUJOCO_GL to ``egl`` when an EGL library
+is present, else ``osmesa``, unless the user already chose. `check_rendering()` renders one frame and,
+when it cannot, raises `RenderingUnavailable` naming the Debian packages that fix it.
+"""
+from __future__ import annotations
+
+import ctypes.util
+import os
+import sys
+
+GL_PACKAGES = {
+    "egl": "libegl1 libopengl0 libgl1-mesa-dri",
+    "osmesa": "libosmesa6",
+}
+HINT = ("MuJoCo could not create a headless OpenGL context. On Debian/Ubuntu install EGL with\n"
+        "    sudo apt-get install -y libegl1 libopengl0 libgl1-mesa-dri\n"
+        "or OSMesa with\n"
+        "    sudo apt-get install -y libosmesa6   (and set MUJOCO_GL=osmesa)\n"
+        "then restart the kernel / process. `make setup` installs them for you.")
+
+
+class RenderingUnavailable(RuntimeError):
+    """No working headless GL backend; the message says which packages to install."""
+
+
+def available_backends() -> list[str]:
+    """GL backends whose libraries can be found on this machine, best first."""
+    found = []
+    if ctypes.util.find_library("EGL") and ctypes.util.find_library("OpenGL"):
+        found.append("egl")
+    if ctypes.util.find_library("OSMesa"):
+        found.append("osmesa")
+    return found
+
+
+def configure_gl() -> str | None:
+    """Choose MUJOCO_GL (EGL, then OSMesa) unless already set; must run before mujoco is imported."""
+    if os.environ.get("MUJOCO_GL"):
+        return os.environ["MUJOCO_GL"]
+    if "mujoco" in sys.modules:  # too late to choose; keep whatever mujoco picked
+        return None
+    backends = available_backends()
+    if backends:
+        os.environ["MUJOCO_GL"] = backends[0]
+        if backends[0] == "osmesa":
+            os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+        else:
+            os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+        return backends[0]
+    return None
+
+
+def check_rendering(height: int = 64, width: int = 64):
+    """Render one frame of a tiny scene; returns it, or raises RenderingUnavailable with the fix."""
+    try:
+        import mujoco
+
+        model = mujoco.MjModel.from_xml_string(
+            "<mujoco><worldbody><light pos='0 0 2'/><geom type='sphere' size='.1'/></worldbody></mujoco>")
+        data = mujoco.MjData(model)
+        with mujoco.Renderer(model, height, width) as renderer:
+            renderer.update_scene(data)
+            return renderer.render()
+    except Exception as exc:  # noqa: BLE001 - any GL failure gets the same actionable message
+        backend = os.environ.get("MUJOCO_GL", "none found")
+        raise RenderingUnavailable(f"{HINT}\n(MUJOCO_GL={backend}; underlying error: {exc})") from exc
+
+
+def write_video(path: str, frames, fps: int = 30) -> str:
+    """Write frames [T, H, W, 3] as an mp4 with mediapy (needs ffmpeg on PATH)."""
+    import shutil
+
+    import mediapy
+
+    if shutil.which("ffmpeg") is None:
+        raise RuntimeError("writing mp4 needs ffmpeg on PATH: sudo apt-get install -y ffmpeg")
+    mediapy.write_video(path, frames, fps=fps)
+    return path

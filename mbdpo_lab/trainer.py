@@ -1,0 +1,307 @@
+"""Online training as an object you can step, pause, stop and resume (DESIGN §2.4).
+
+`Trainer.step()` advances one agent step (seed phase: uniform actions; then planner actions; one
+update per step, and as many updates as seed steps when the seed phase ends). `Trainer.run()` loops
+with pause/stop support (a dashboard drives it from a thread); Ctrl-C, `stop()` or an exception
+leave a usable agent and write an intact checkpoint. Callbacks receive the same metrics a script,
+the CLI or a widget needs: ``callback(event, data)`` with events step, episode, eval, checkpoint,
+error and done.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .agent import MBDPO
+from .buffer import ReplayBuffer
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import Config
+from .envs import make_env
+
+Callback = Callable[[str, dict[str, Any]], None]
+
+CSV_COLUMNS = [
+    "step", "agent_step", "episode", "kind", "episode_return", "eval_return", "eval_return_std",
+    "consistency_loss", "reward_loss", "value_loss", "energy_loss", "score_loss", "pi_loss", "pi_entropy",
+    "total_loss", "grad_norm", "energy_pos_logit", "energy_neg_logit", "energy_accuracy", "energy_mean",
+    "energy_std", "q_scale", "steps_per_s", "planner_ms", "update_ms", "wall_time",
+]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def evaluate(agent: MBDPO, env, episodes: int, planner: str | None = None, video_size: int = 0,
+             seed: int = 0) -> dict[str, Any]:
+    """Run ``episodes`` noise-free episodes; frames of the first one when ``video_size`` > 0."""
+    returns, frames = [], []
+    saved_plan = agent.prev_plan
+    gen = torch.Generator(device=agent.device).manual_seed(seed)
+    plan_ms = []
+    for ep in range(episodes):
+        obs, done, total, t = env.reset(), False, 0.0, 0
+        while not done:
+            if ep == 0 and video_size:
+                frames.append(env.render(video_size, video_size))
+            action = agent.act(obs, t0=(t == 0), eval_mode=True, planner=planner, generator=gen)
+            plan_ms.append(agent.last_plan_ms)
+            obs, reward, done = env.step(action)
+            total += reward
+            t += 1
+        returns.append(total)
+    agent.prev_plan = saved_plan
+    return dict(mean_return=float(np.mean(returns)), std_return=float(np.std(returns)),
+                returns=[float(r) for r in returns], episodes=episodes,
+                planner_ms=float(np.median(plan_ms)) if plan_ms else 0.0,
+                frames=np.asarray(frames) if frames else None)
+
+
+class Trainer:
+    """Owns env, agent, replay and counters; safe to drive from a background thread."""
+
+    def __init__(self, cfg: Config, out_dir: str | Path | None = None, callbacks: list[Callback] | None = None,
+                 agent: MBDPO | None = None):
+        self.cfg = cfg
+        seed_everything(cfg.seed)
+        self.env = make_env(cfg.task, seed=cfg.seed, action_repeat=cfg.action_repeat,
+                            episode_length=cfg.episode_length)
+        self.eval_env = make_env(cfg.task, seed=cfg.seed + 10_000, action_repeat=cfg.action_repeat,
+                                 episode_length=cfg.episode_length)
+        self.agent = agent or MBDPO(cfg, self.env.obs_dim, self.env.act_dim)
+        capacity = min(cfg.buffer_size, cfg.steps // cfg.action_repeat + cfg.episode_length + 1)
+        self.buffer = ReplayBuffer(self.env.obs_dim, self.env.act_dim, capacity, cfg.horizon, seed=cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.callbacks: list[Callback] = list(callbacks or [])
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.agent_step = 0
+        self.episode = 0
+        self.history: list[dict[str, Any]] = []
+        self.last_eval: dict[str, Any] | None = None
+        self.state = "idle"  # idle, running, paused, stopped, finished, failed
+        self.error: BaseException | None = None
+        self._obs: np.ndarray | None = None
+        self._t = 0
+        self._ep_return = 0.0
+        self._ep_losses: list[dict[str, float]] = []
+        self._ep_plan_ms: list[float] = []
+        self._ep_update_ms: list[float] = []
+        self._ep_start_time = time.perf_counter()
+        self._ep_start_step = 0
+        self._run_lock = threading.Lock()
+        self._pause = threading.Event()
+        self._stop = threading.Event()
+        self._wall_start = time.perf_counter()
+        if self.out_dir:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+
+    # --- counters --------------------------------------------------------------------------
+    @property
+    def env_step(self) -> int:
+        """Environment steps so far (agent steps x action repeat), the x-axis of every curve."""
+        return self.agent_step * self.cfg.action_repeat
+
+    @property
+    def done(self) -> bool:
+        return self.env_step >= self.cfg.steps
+
+    def _emit(self, event: str, data: dict[str, Any]) -> None:
+        for cb in self.callbacks:
+            cb(event, data)
+
+    # --- one step --------------------------------------------------------------------------
+    def step(self) -> dict[str, Any]:
+        """Advance one agent step (with its updates); returns this step's metrics."""
+        cfg = self.cfg
+        t0 = self._obs is None
+        if t0:
+            self._obs = self.env.reset()
+            self.buffer.start_episode(self._obs)
+            self._t, self._ep_return = 0, 0.0
+            self._ep_start_time, self._ep_start_step = time.perf_counter(), self.agent_step
+        seeding = self.agent_step < cfg.num_seed_steps
+        if seeding:
+            action = self.env.random_action(self.rng)
+        else:
+            action = self.agent.act(self._obs, t0=t0, eval_mode=False)
+            self._ep_plan_ms.append(self.agent.last_plan_ms)
+        next_obs, reward, done = self.env.step(action)
+        self.buffer.add(action, reward, next_obs)
+        self._obs, self._ep_return, self._t = next_obs, self._ep_return + reward, self._t + 1
+        self.agent_step += 1
+
+        info: dict[str, Any] = {"step": self.env_step, "reward": reward}
+        if self.agent_step >= cfg.num_seed_steps:
+            n_updates = cfg.num_seed_steps if self.agent_step == cfg.num_seed_steps else 1
+            start = time.perf_counter()
+            for _ in range(n_updates):
+                losses = self.agent.update(self.agent.to_batch(self.buffer.sample(cfg.batch_size)))
+            self._ep_update_ms.append(1000 * (time.perf_counter() - start) / n_updates)
+            self._ep_losses.append(losses)
+            info.update(losses)
+        self._emit("step", info)
+        if done:
+            self._end_episode()
+        if cfg.eval_every and self.env_step % cfg.eval_every == 0:
+            self.run_evaluation()
+        if cfg.checkpoint_every and self.out_dir and self.env_step % cfg.checkpoint_every == 0:
+            self.save()
+        return info
+
+    def _end_episode(self) -> None:
+        elapsed = max(time.perf_counter() - self._ep_start_time, 1e-9)
+        row: dict[str, Any] = dict(step=self.env_step, agent_step=self.agent_step, episode=self.episode,
+                                   kind="episode", episode_return=self._ep_return,
+                                   steps_per_s=(self.agent_step - self._ep_start_step) * self.cfg.action_repeat / elapsed,
+                                   wall_time=time.perf_counter() - self._wall_start)
+        if self._ep_losses:
+            for key in self._ep_losses[0]:
+                row[key] = float(np.mean([m[key] for m in self._ep_losses]))
+        if self._ep_plan_ms:
+            row["planner_ms"] = float(np.median(self._ep_plan_ms))
+        if self._ep_update_ms:
+            row["update_ms"] = float(np.median(self._ep_update_ms))
+        self._ep_losses, self._ep_plan_ms, self._ep_update_ms = [], [], []
+        self.episode += 1
+        self._obs = None
+        self._record(row)
+        self._emit("episode", row)
+
+    def run_evaluation(self, episodes: int | None = None) -> dict[str, Any]:
+        cfg = self.cfg
+        video = cfg.video_size if (cfg.save_video and self.out_dir) else 0
+        result = evaluate(self.agent, self.eval_env, episodes or cfg.eval_episodes, video_size=video,
+                          seed=cfg.seed + self.agent_step)
+        row = dict(step=self.env_step, agent_step=self.agent_step, episode=self.episode, kind="eval",
+                   eval_return=result["mean_return"], eval_return_std=result["std_return"],
+                   planner_ms=result["planner_ms"], wall_time=time.perf_counter() - self._wall_start)
+        if result["frames"] is not None and self.out_dir:
+            from .rendering import write_video
+
+            path = self.out_dir / "videos" / f"eval_{self.env_step:07d}.mp4"
+            path.parent.mkdir(exist_ok=True)
+            write_video(str(path), result["frames"], fps=30)
+            result["video"] = str(path)
+        self.last_eval = {**result, "step": self.env_step}
+        self._record(row)
+        self._emit("eval", {**row, "video": result.get("video"), "frames": result["frames"],
+                            "returns": result["returns"]})
+        return result
+
+    def _record(self, row: dict[str, Any]) -> None:
+        self.history.append(row)
+        if not self.out_dir:
+            return
+        path = self.out_dir / "metrics.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    # --- run / pause / stop ----------------------------------------------------------------
+    def run(self, steps: int | None = None, progress: Callable[[int], None] | None = None) -> "Trainer":
+        """Train until ``steps`` (default cfg.steps) env steps, a stop request, or an error.
+
+        Ctrl-C and stop() end the run cleanly (state ``stopped``) after writing a checkpoint.
+        An exception writes a checkpoint of the last good state, sets ``state='failed'`` and is re-raised.
+        """
+        target = self.cfg.steps if steps is None else steps
+        if not self._run_lock.acquire(blocking=False):
+            raise RuntimeError("this trainer is already running; stop it first")
+        try:
+            self.state, self.error = "running", None
+            self._stop.clear()
+            while self.env_step < target:
+                if self._stop.is_set():
+                    self.state = "stopped"
+                    break
+                if self._pause.is_set():
+                    self.state = "paused"
+                    time.sleep(0.05)
+                    continue
+                self.state = "running"
+                before = self.env_step
+                self.step()
+                if progress:
+                    progress(self.env_step - before)
+            else:
+                self.state = "finished"
+        except KeyboardInterrupt:
+            self.state = "stopped"
+        except BaseException as exc:
+            self.state, self.error = "failed", exc
+            self._emit("error", {"step": self.env_step, "error": repr(exc)})
+            self._safe_save()
+            raise
+        finally:
+            self._run_lock.release()
+        self._safe_save()
+        self._emit("done", {"step": self.env_step, "state": self.state})
+        return self
+
+    def _safe_save(self) -> None:
+        if not self.out_dir:
+            return
+        finite = all(torch.isfinite(p).all() for p in self.agent.wm.parameters())
+        if finite:
+            self.save()
+
+    def pause(self) -> None:
+        self._pause.set()
+
+    def resume(self) -> None:
+        self._pause.clear()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._pause.clear()
+
+    # --- persistence -------------------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        ev = self.last_eval or {}
+        return dict(task=self.cfg.task, env_step=self.env_step, agent_step=self.agent_step,
+                    episode=self.episode, eval_return=ev.get("mean_return"),
+                    eval_return_std=ev.get("std_return"), eval_step=ev.get("step"))
+
+    def save(self) -> Path:
+        """Write ``last.safetensors`` (resumable, with optimiser state), replay and the agent."""
+        assert self.out_dir is not None
+        ckpt_dir = self.out_dir / "checkpoints"
+        path = save_checkpoint(self.agent, ckpt_dir / "last.safetensors", self.meta(), include_optimizer=True)
+        tmp = ckpt_dir / "replay.tmp.npz"
+        np.savez(tmp, **self.buffer.state_dict())
+        tmp.replace(ckpt_dir / "replay.npz")
+        save_checkpoint(self.agent, self.out_dir / "agent.safetensors", self.meta())
+        self._emit("checkpoint", {"step": self.env_step, "path": str(path)})
+        return path
+
+    @classmethod
+    def resume_from(cls, out_dir: str | Path, steps: int | None = None,
+                    callbacks: list[Callback] | None = None) -> "Trainer":
+        """Continue a run from its directory (agent, optimiser, replay and counters)."""
+        out_dir = Path(out_dir)
+        ckpt = load_checkpoint(out_dir / "checkpoints" / "last.safetensors")
+        cfg = ckpt.agent.cfg
+        if steps is not None:
+            cfg.steps = steps
+        trainer = cls(cfg, out_dir, callbacks, agent=ckpt.agent)
+        with np.load(out_dir / "checkpoints" / "replay.npz", allow_pickle=False) as data:
+            trainer.buffer.load_state_dict({k: data[k] for k in data.files})
+        trainer.agent_step = int(ckpt.meta["agent_step"])
+        trainer.episode = int(ckpt.meta["episode"])
+        seed_everything(cfg.seed + trainer.agent_step)
+        trainer.rng = np.random.default_rng(cfg.seed + trainer.agent_step)
+        return trainer

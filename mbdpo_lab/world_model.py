@@ -1,0 +1,136 @@
+"""The latent world model: what MBDPO's networks predict (DESIGN §2.1).
+
+encoder h(o) -> z (SimNorm), dynamics d(z, a) -> z', reward R(z, a) (two-hot logits), an ensemble
+of Q heads with a Polyak target copy, a tanh-Gaussian policy prior pi(z), the energy head F(z, a)
+(one logit; high F = looks like the data) and, optionally, a score network s(z, x_tau, tau).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import Config
+from .nn import EnsembleMLP, SimNorm, TwoHot, mlp, sinusoidal_embedding, zero_last_layer
+
+
+@dataclass
+class PolicySample:
+    """One draw from the policy prior."""
+
+    action: torch.Tensor  # tanh-squashed sample in [-1, 1]
+    mean: torch.Tensor  # tanh of the Gaussian mean (deterministic action)
+    log_prob: torch.Tensor  # log density of ``action`` (with the tanh correction), [B, 1]
+
+
+class ScoreNet(nn.Module):
+    """Optional learned score s(z, x_tau, tau) of a whole action sequence (H x |A|)."""
+
+    def __init__(self, cfg: Config, act_dim: int):
+        super().__init__()
+        self.embed_dim = cfg.tau_embed_dim
+        seq = cfg.horizon * act_dim
+        self.net = mlp(cfg.latent_dim + seq + cfg.tau_embed_dim, [cfg.mlp_dim, cfg.mlp_dim], seq)
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        emb = sinusoidal_embedding(level, self.embed_dim).expand(x.shape[0], -1)
+        return self.net(torch.cat([z, x.flatten(1), emb], dim=-1)).view_as(x)
+
+
+class WorldModel(nn.Module):
+    def __init__(self, cfg: Config, obs_dim: int, act_dim: int):
+        super().__init__()
+        self.cfg, self.obs_dim, self.act_dim = cfg, obs_dim, act_dim
+        za = cfg.latent_dim + act_dim
+        hidden = [cfg.mlp_dim, cfg.mlp_dim]
+        self.encoder = mlp(obs_dim, [cfg.enc_dim] * max(cfg.num_enc_layers - 1, 1), cfg.latent_dim,
+                           SimNorm(cfg.simnorm_dim))
+        self.dynamics = mlp(za, hidden, cfg.latent_dim, SimNorm(cfg.simnorm_dim))
+        self.reward_head = mlp(za, hidden, cfg.num_bins)
+        self.pi_head = mlp(cfg.latent_dim, hidden, 2 * act_dim)
+        self.q_heads = EnsembleMLP(cfg.num_q, za, hidden, cfg.num_bins, dropout=cfg.dropout)
+        self.energy_head = mlp(za, hidden, 1)
+        self.score_net = ScoreNet(cfg, act_dim) if cfg.use_score_net else None
+        for head in (self.reward_head, self.q_heads, self.energy_head):
+            zero_last_layer(head)
+        self.target_q_heads = copy.deepcopy(self.q_heads).requires_grad_(False)
+        self.two_hot = TwoHot(cfg.num_bins, cfg.vmin, cfg.vmax)
+        # Running statistics of F logits on data (positives), used to standardise F in planning.
+        self.register_buffer("energy_mean", torch.zeros(()))
+        self.register_buffer("energy_std", torch.ones(()))
+
+    # --- parameters ---------------------------------------------------------------------
+    def num_params(self) -> int:
+        """Trainable parameters (the target copy is not counted)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    @property
+    def device(self) -> torch.device:
+        return self.energy_mean.device
+
+    def train(self, mode: bool = True) -> "WorldModel":
+        super().train(mode)
+        self.target_q_heads.train(False)
+        return self
+
+    @torch.no_grad()
+    def soft_update_target(self, tau: float) -> None:
+        for p, tp in zip(self.q_heads.parameters(), self.target_q_heads.parameters()):
+            tp.lerp_(p, tau)
+
+    # --- predictions ----------------------------------------------------------------------
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.encoder(obs)
+
+    def next(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return self.dynamics(torch.cat([z, a], dim=-1))
+
+    def reward_logits(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return self.reward_head(torch.cat([z, a], dim=-1))
+
+    def reward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Scalar predicted reward [..., 1]."""
+        return self.two_hot.decode(self.reward_logits(z, a)).unsqueeze(-1)
+
+    def energy_logit(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """F(z, a), one logit [..., 1]; the implicit energy is -F."""
+        return self.energy_head(torch.cat([z, a], dim=-1))
+
+    def standardised_energy(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """(F - running mean) / running std, clipped to +-energy_clip: the planner's anchor term."""
+        f = (self.energy_logit(z, a).float() - self.energy_mean) / self.energy_std
+        return f.clamp(-self.cfg.energy_clip, self.cfg.energy_clip)
+
+    def q_logits(self, z: torch.Tensor, a: torch.Tensor, heads: torch.Tensor | None = None,
+                 target: bool = False) -> torch.Tensor:
+        """Q logits [K or len(heads), B, bins]."""
+        net = self.target_q_heads if target else self.q_heads
+        return net(torch.cat([z, a], dim=-1), heads)
+
+    def q(self, z: torch.Tensor, a: torch.Tensor, reduce: str = "avg", target: bool = False,
+          heads: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Scalar Q [B, 1]: ``avg`` or ``min`` of two heads (drawn at random unless given)."""
+        if heads is None:
+            heads = self.draw_q_heads(generator)
+        values = self.two_hot.decode(self.q_logits(z, a, heads, target))  # [2, B]
+        out = values.mean(0) if reduce == "avg" else values.min(0).values
+        return out.unsqueeze(-1)
+
+    def draw_q_heads(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randperm(self.cfg.num_q, generator=generator, device="cpu")[:2].to(self.device)
+
+    def pi(self, z: torch.Tensor, generator: torch.Generator | None = None) -> PolicySample:
+        """Tanh-squashed Gaussian prior with log-std bounded to [log_std_min, log_std_max]."""
+        mu, log_std = self.pi_head(z).chunk(2, dim=-1)
+        lo, hi = self.cfg.log_std_min, self.cfg.log_std_max
+        log_std = lo + 0.5 * (hi - lo) * (torch.tanh(log_std) + 1)
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        pre = mu + eps * log_std.exp()
+        log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * torch.log(torch.tensor(2 * torch.pi))).sum(-1, keepdim=True)
+        action = torch.tanh(pre)
+        # change of variables for tanh: log|d tanh(u)/du| = log(1 - tanh(u)^2)
+        log_prob = log_prob - torch.log(F.relu(1 - action.pow(2)) + 1e-6).sum(-1, keepdim=True)
+        return PolicySample(action=action, mean=torch.tanh(mu), log_prob=log_prob)
