@@ -29,6 +29,10 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def _floats(**values: torch.Tensor | float) -> dict[str, float]:
+    return {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in values.items()}
+
+
 class RunningScale:
     """TD-MPC2's value scale S: running (Polyak) 5-95 percentile range of Q, at least 1."""
 
@@ -211,14 +215,13 @@ class MBDPO:
         wm.soft_update_target(cfg.tau)
         wm.eval()
         pos, neg = energy.pos_logits, energy.neg_logits
-        consistency, total = consistency.detach(), total.detach()
-        return dict(
-            consistency_loss=float(consistency), reward_loss=float(reward_loss),
-            value_loss=float(value_loss), energy_loss=float(energy.loss), score_loss=float(score_loss),
-            pi_loss=float(pi_loss), pi_entropy=float(entropy), total_loss=float(total),
-            grad_norm=float(grad_norm), energy_pos_logit=float(pos.mean()), energy_neg_logit=float(neg.mean()),
-            energy_accuracy=float(0.5 * ((pos > 0).float().mean() + (neg < 0).float().mean())),
-            energy_mean=float(wm.energy_mean), energy_std=float(wm.energy_std), q_scale=float(self.q_scale.value),
+        return _floats(
+            consistency_loss=consistency, reward_loss=reward_loss,
+            value_loss=value_loss, energy_loss=energy.loss, score_loss=score_loss,
+            pi_loss=pi_loss, pi_entropy=entropy, total_loss=total,
+            grad_norm=grad_norm, energy_pos_logit=pos.mean(), energy_neg_logit=neg.mean(),
+            energy_accuracy=0.5 * ((pos > 0).float().mean() + (neg < 0).float().mean()),
+            energy_mean=wm.energy_mean, energy_std=wm.energy_std, q_scale=self.q_scale.value,
         )
 
     def update_policy(self, zs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,112 @@
+"""The diffusion planner on analytic returns with known answers."""
+import math
+
+import numpy as np
+import torch
+
+from mbdpo_lab.planner import DiffusionPlanner, Evaluation, shift_warm_start
+
+
+class Quadratic:
+    """J(A) = -sum (A - target)^2: optimum at ``target``."""
+
+    def __init__(self, target):
+        self.target = torch.as_tensor(target, dtype=torch.float32)
+        self.horizon, self.action_dim = self.target.shape
+
+    def evaluate(self, actions):
+        j = -((actions - self.target) ** 2).sum((1, 2))
+        return Evaluation(total=j, model_return=j, energy=torch.zeros_like(j))
+
+    def prior_candidates(self, n, generator=None):
+        return None
+
+
+def test_plan_lands_on_quadratic_optimum():
+    target = [[0.6, -0.4], [0.2, 0.5], [-0.7, 0.1]]
+    planner = DiffusionPlanner(num_samples=512, num_levels=20, num_elites=64, num_pi_trajs=0)
+    gen = torch.Generator().manual_seed(0)
+    # The Monte-Carlo planner keeps sqrt(abar) of the elite mean; iterate a few decisions
+    # (each warm-started from the last), as it does over an episode at a fixed state.
+    plan = torch.zeros(3, 2)
+    for _ in range(5):
+        plan = planner.plan(Quadratic(target), plan, gen).plan
+    assert torch.allclose(plan, torch.tensor(target), atol=0.05), plan
+
+
+def test_single_decision_moves_towards_optimum_from_far_warm_start():
+    target = torch.full((3, 1), 0.8)
+    planner = DiffusionPlanner(num_samples=256, num_levels=20, num_elites=32, num_pi_trajs=0)
+    res = planner.plan(Quadratic(target), torch.full((3, 1), -0.8), torch.Generator().manual_seed(1))
+    assert (res.plan - target).abs().max() < (torch.full((3, 1), -0.8) - target).abs().max()
+
+
+def test_trace_identity_x_prev_equals_sqrt_abar_times_weighted_mean():
+    planner = DiffusionPlanner(num_samples=128, num_levels=10, num_elites=16, num_pi_trajs=0)
+    res = planner.plan(Quadratic(np.full((3, 2), 0.3)), torch.zeros(3, 2), torch.Generator().manual_seed(0),
+                       trace=True)
+    tr = res.trace
+    assert tr.x.shape == (9, 3, 2) and tr.candidates.shape == (9, 128, 3, 2)
+    for k, tau in enumerate(tr.levels):
+        expected = math.sqrt(tr.alpha_bar[tau - 1]) * tr.weighted_mean[k]
+        np.testing.assert_allclose(tr.x_next[k], expected, rtol=1e-5, atol=1e-6)
+        # the next level starts from x_next
+        if k + 1 < len(tr.levels):
+            np.testing.assert_allclose(tr.x[k + 1], tr.x_next[k])
+        # weights: softmax over elites only, summing to one
+        assert np.isclose(tr.weights[k].sum(), 1.0, atol=1e-5)
+        assert (tr.weights[k] > 0).sum() <= 16
+        assert set(np.nonzero(tr.weights[k])[0]) <= set(tr.elite_idx[k])
+    np.testing.assert_allclose(tr.plan, np.clip(tr.x_next[-1], -1, 1))
+    # the first level starts from sqrt(abar_T) * warm start
+    np.testing.assert_allclose(tr.x[0], 0.0)
+
+
+def test_warm_start_is_shifted_previous_plan():
+    prev = torch.arange(6, dtype=torch.float32).view(3, 2)
+    warm = shift_warm_start(prev, 3, 2, "cpu")
+    assert torch.equal(warm, torch.tensor([[2.0, 3.0], [4.0, 5.0], [0.0, 0.0]]))
+    assert torch.equal(shift_warm_start(None, 3, 2, "cpu"), torch.zeros(3, 2))
+
+
+def test_agent_uses_previous_plan_as_warm_start(tiny_agent):
+    obs = np.zeros(5, np.float32)
+    first = tiny_agent.plan(obs, t0=True, trace=True)
+    np.testing.assert_array_equal(first.trace.warm_start, 0.0)
+    second = tiny_agent.plan(obs, t0=False, trace=True)
+    expected = np.concatenate([first.plan.numpy()[1:], np.zeros((1, 2), np.float32)])
+    np.testing.assert_allclose(second.trace.warm_start, expected)
+    again = tiny_agent.plan(obs, t0=True, trace=True)  # new episode: zeros again
+    np.testing.assert_array_equal(again.trace.warm_start, 0.0)
+
+
+def test_policy_prior_candidates_enter_every_level(tiny_agent):
+    res = tiny_agent.plan(np.zeros(5, np.float32), t0=True, trace=True)
+    tr = res.trace
+    n_prior = tiny_agent.cfg.num_pi_trajs
+    assert tr.is_prior[:n_prior].all() and not tr.is_prior[n_prior:].any()
+    # the same prior rollouts (drawn once per decision) sit in the first rows of every level
+    np.testing.assert_allclose(tr.candidates[:, :n_prior], np.broadcast_to(tr.candidates[0, :n_prior],
+                                                                           tr.candidates[:, :n_prior].shape))
+    assert set(tr.imagined) >= {"latents", "rewards", "energies", "terminal_value"}
+    assert tr.imagined["latents"].shape == (tiny_agent.cfg.horizon + 1, tiny_agent.cfg.latent_dim)
+
+
+def test_eta_changes_objective_only_through_energy(tiny_agent):
+    z0 = tiny_agent.encode(np.zeros(5, np.float32))
+    actions = torch.rand(16, tiny_agent.cfg.horizon, 2) * 2 - 1
+    with torch.no_grad():
+        tiny_agent.wm.energy_head[-1].bias.fill_(1.0)  # give F something to say
+        torch.manual_seed(0)
+        e0 = tiny_agent.return_model(z0, eta=0.0, generator=torch.Generator().manual_seed(3)).evaluate(actions)
+        e1 = tiny_agent.return_model(z0, eta=0.5, generator=torch.Generator().manual_seed(3)).evaluate(actions)
+    torch.testing.assert_close(e0.total, e0.model_return)
+    torch.testing.assert_close(e1.total, e1.model_return + 0.5 * e1.energy)
+    assert (e1.energy.abs() <= tiny_agent.cfg.energy_clip * 3).all()
+
+
+def test_comparison_actors_run_on_same_world_model(tiny_agent):
+    obs = np.zeros(5, np.float32)
+    for planner in ("diffusion", "mppi", "policy"):
+        a = tiny_agent.act(obs, t0=True, eval_mode=True, planner=planner)
+        assert a.shape == (2,) and np.all(np.abs(a) <= 1)

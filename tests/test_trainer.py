@@ -1,0 +1,97 @@
+import csv
+import math
+
+import numpy as np
+import pytest
+
+from mbdpo_lab.checkpoint import load_checkpoint
+from mbdpo_lab.config import make_config
+from mbdpo_lab.trainer import Trainer
+
+
+def _cfg(**kw):
+    base = dict(task="cartpole-swingup", steps=600, episode_length=50, seed_steps=100, eval_every=0,
+                eval_episodes=1, device="cpu", batch_size=16)
+    base.update(kw)
+    return make_config("tiny", **base)
+
+
+def test_same_seed_same_numbers():
+    a = Trainer(_cfg(steps=400)).run()
+    b = Trainer(_cfg(steps=400)).run()
+    assert [r["episode_return"] for r in a.history] == [r["episode_return"] for r in b.history]
+    assert a.history[-1]["value_loss"] == b.history[-1]["value_loss"]
+
+
+def test_step_pause_stop_resume_and_checkpoint(tmp_path):
+    events = []
+    trainer = Trainer(_cfg(), out_dir=tmp_path, callbacks=[lambda e, d: events.append((e, d))])
+    for _ in range(60):
+        trainer.step()
+    assert trainer.agent_step == 60 and trainer.env_step == 120
+
+    def stop_at_300(event, data):
+        if event == "step" and data["step"] >= 300:
+            trainer.stop()
+
+    trainer.callbacks.append(stop_at_300)
+    trainer.run()
+    assert trainer.state == "stopped" and trainer.env_step == 300
+    ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.safetensors")
+    assert ckpt.meta["env_step"] == 300 and ckpt.has_optimizer
+    assert any(e == "checkpoint" for e, _ in events)
+
+    resumed = Trainer.resume_from(tmp_path)
+    assert resumed.env_step == 300 and resumed.buffer.num_transitions == trainer.buffer.num_transitions
+    resumed.run()
+    assert resumed.state == "finished" and resumed.env_step == 600
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert {"step", "eval_return", "episode_return", "energy_loss"} <= set(rows[0])
+    steps = [int(r["step"]) for r in rows if r["kind"] == "episode"]
+    assert steps == sorted(steps) and steps[-1] == 600
+
+
+def test_ctrl_c_leaves_usable_agent_and_intact_checkpoint(tmp_path):
+    trainer = Trainer(_cfg(), out_dir=tmp_path)
+
+    def interrupt(event, data):
+        if event == "step" and data["step"] >= 260:
+            raise KeyboardInterrupt
+
+    trainer.callbacks.append(interrupt)
+    trainer.run()
+    assert trainer.state == "stopped"
+    ckpt = load_checkpoint(tmp_path / "agent.safetensors")
+    action = ckpt.agent.act(np.zeros(trainer.env.obs_dim, np.float32), t0=True, eval_mode=True)
+    assert np.isfinite(action).all()
+
+
+def test_exception_in_training_is_reported_and_state_kept(tmp_path):
+    errors = []
+    trainer = Trainer(_cfg(), out_dir=tmp_path, callbacks=[lambda e, d: errors.append(d) if e == "error" else None])
+
+    def boom(event, data):
+        if event == "step" and data["step"] >= 240:
+            raise ValueError("injected")
+
+    trainer.callbacks.append(boom)
+    with pytest.raises(ValueError):
+        trainer.run()
+    assert trainer.state == "failed" and "injected" in errors[0]["error"]
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.safetensors").meta["env_step"] == 240
+    trainer.callbacks.pop()
+    trainer.run()  # the same trainer can carry on
+    assert trainer.state == "finished"
+
+
+def test_tiny_training_has_finite_losses_and_rising_return():
+    cfg = make_config("tiny", task="cartpole-swingup", steps=3000, episode_length=100, seed_steps=200,
+                      eval_every=3000, eval_episodes=3, device="cpu", seed=1)
+    trainer = Trainer(cfg).run()
+    episodes = [r for r in trainer.history if r["kind"] == "episode"]
+    for row in episodes[1:]:
+        for key in ("consistency_loss", "reward_loss", "value_loss", "energy_loss", "pi_loss"):
+            assert math.isfinite(row[key]), key
+    random_phase = np.mean([r["episode_return"] for r in episodes[:2]])
+    learned = trainer.last_eval["mean_return"]
+    assert learned > random_phase + 10, (random_phase, learned)
