@@ -50,6 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     _add_set(p)
 
+    p = sub.add_parser("latents", help="collect latent paths of a checkpoint and project them (UMAP/PCA)")
+    p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint or a pretrained name")
+    p.add_argument("--episodes", type=int, default=2)
+    p.add_argument("--out", required=True)
+    p.add_argument("--method", choices=["umap", "pca"], default="umap")
+    p.add_argument("--dims", type=int, choices=[2, 3], default=2)
+    p.add_argument("--frames", action="store_true", help="also store rendered frames (96x96)")
+    p.add_argument("--max-steps", type=int, default=None, help="cut episodes after this many agent steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+
     p = sub.add_parser("bench", help="time the planner and the update; prints one JSON line")
     p.add_argument("--preset", default="cpu")
     p.add_argument("--device", default=None)
@@ -166,6 +177,38 @@ def cmd_eval(args) -> None:
     print(json.dumps(out))
 
 
+def cmd_latents(args) -> None:
+    import time
+
+    from .analysis import collect_latents, project, structure_metrics
+    from .analysis.figures import save_projection_html, save_projection_png
+    from .envs import make_env
+
+    ckpt = _load_agent(args.checkpoint, args.device, [])
+    cfg = ckpt.agent.cfg
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = make_env(cfg.task, seed=args.seed + 30_000, action_repeat=cfg.action_repeat,
+                   episode_length=cfg.episode_length)
+    start = time.perf_counter()
+    rollouts = collect_latents(ckpt.agent, env, args.episodes, frames=args.frames, max_steps=args.max_steps,
+                               seed=args.seed)
+    collect_s = time.perf_counter() - start
+    rollouts.save(out / "latents.npz")
+    proj = project(rollouts, method=args.method, dims=args.dims, seed=args.seed)
+    proj.save(out / "projection.npz")
+    save_projection_html(proj, rollouts, out / "projection.html")
+    save_projection_png(proj, rollouts, out / "projection.png")
+    metrics = [{"episode": i, "return": float(r.sum()), **structure_metrics(z)}
+               for i, (z, r) in enumerate(zip(rollouts.latents, rollouts.rewards))]
+    summary = dict(task=cfg.task, episodes=args.episodes, points=rollouts.num_points,
+                   imagined_points=int(sum(im.shape[0] * im.shape[1] for im in rollouts.imagined)),
+                   collect_seconds=round(collect_s, 2), project_seconds=round(proj.fit_seconds, 2),
+                   method=args.method, metrics=metrics, out=str(out))
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary))
+
+
 def cmd_bench(args) -> None:
     from .bench import benchmark
 
@@ -175,7 +218,7 @@ def cmd_bench(args) -> None:
 
 
 COMMANDS = {"tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
-            "eval": cmd_eval, "bench": cmd_bench}
+            "eval": cmd_eval, "bench": cmd_bench, "latents": cmd_latents}
 
 
 def main(argv: list[str] | None = None) -> int:

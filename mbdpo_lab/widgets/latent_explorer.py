@@ -1,0 +1,168 @@
+"""LatentExplorer: UMAP/PCA views of real and imagined latent paths, with frames and metrics.
+
+Reads `LatentRollouts` (from `mbdpo_lab.analysis.collect_latents` or a saved npz) and a cached
+`Projection`; changing colour, episode or time never refits the projection.
+"""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+from ..analysis import LatentRollouts, Projection, project, structure_metrics
+
+
+def frame_png(frame: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(frame, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def episode_metrics(rollouts: LatentRollouts) -> list[dict[str, float]]:
+    """Structure metrics of every episode, in the full latent space."""
+    rows = []
+    for i, z in enumerate(rollouts.latents):
+        rows.append({"episode": i, "return": float(rollouts.rewards[i].sum()), **structure_metrics(z)})
+    return rows
+
+
+def metrics_html(per_task: dict[str, list[dict[str, float]]]) -> str:
+    cols = ["return", "cyclicity", "period", "recurrence", "goal_directedness", "approach"]
+    head = "".join(f"<th>{c.replace('_', '-')}</th>" for c in ["task", "ep"] + cols)
+    body = ""
+    for task, rows in per_task.items():
+        for r in rows:
+            cells = "".join(f"<td>{r[c]:.3g}</td>" for c in cols)
+            body += f"<tr><td>{task}</td><td>{r['episode']}</td>{cells}</tr>"
+    return (f"<table style='font-size:12px;border-collapse:collapse'><tr>{head}</tr>{body}</table>"
+            "<div style='font-size:11px;color:#555'>cyclicity and goal-directedness are computed in the "
+            "full latent space (see mbdpo_lab.analysis.structure).</div>")
+
+
+def path_traces(proj: Projection, rollouts: LatentRollouts, color_by: str = "time", show_imagined: bool = True,
+                imagined_stride: int = 10, episodes: list[int] | None = None) -> list[dict[str, Any]]:
+    """Plotly trace dicts: one path per episode, imagined branches (every ``imagined_stride`` steps)."""
+    dims = proj.dims
+    episodes = list(range(len(proj.real))) if episodes is None else episodes
+    traces: list[dict[str, Any]] = []
+    axes = "xyz"[:dims]
+    for ep in episodes:
+        pts = proj.real[ep]
+        if color_by == "reward":
+            rew = rollouts.rewards[ep]
+            color = np.append(rew, rew[-1] if len(rew) else 0.0)
+            cbar = "reward"
+        else:
+            color = np.arange(len(pts), dtype=float)
+            cbar = "time step"
+        trace = dict(type="scatter3d" if dims == 3 else "scatter", mode="lines+markers", name=f"episode {ep}",
+                     line=dict(color="rgba(120,120,120,0.4)", width=1),
+                     marker=dict(size=3 if dims == 3 else 5, color=color, colorscale="Viridis",
+                                 showscale=ep == episodes[0], colorbar=dict(title=cbar)),
+                     hovertext=[f"ep {ep} t={t}" for t in range(len(pts))], hoverinfo="text")
+        for i, ax in enumerate(axes):
+            trace[ax] = pts[:, i]
+        traces.append(trace)
+        if show_imagined and len(proj.imagined[ep]):
+            branches = proj.imagined[ep][::imagined_stride]  # [n, H+1, dims]
+            seg = np.concatenate([np.concatenate([b, np.full((1, dims), np.nan)]) for b in branches])
+            im = dict(type="scatter3d" if dims == 3 else "scatter", mode="lines", name=f"imagined ep {ep}",
+                      line=dict(color="rgba(220,60,60,0.7)", width=2), hoverinfo="skip")
+            for i, ax in enumerate(axes):
+                im[ax] = seg[:, i]
+            traces.append(im)
+    return traces
+
+
+class LatentExplorer:
+    """Interactive explorer over one or several tasks' rollouts (dict task -> LatentRollouts)."""
+
+    def __init__(self, rollouts: LatentRollouts | dict[str, LatentRollouts], method: str = "umap",
+                 dims: int = 2, seed: int = 0):
+        import ipywidgets as W
+        import plotly.graph_objects as go
+
+        self.rollouts = rollouts if isinstance(rollouts, dict) else {rollouts.task: rollouts}
+        self.seed = seed
+        tasks = list(self.rollouts)
+        self.task_picker = W.Dropdown(options=tasks, value=tasks[0], description="task")
+        self.method = W.ToggleButtons(options=["umap", "pca"], value=method, description="projection")
+        self.dims = W.ToggleButtons(options=[2, 3], value=dims, description="dims")
+        self.color_by = W.ToggleButtons(options=["time", "reward"], value="time", description="colour")
+        self.show_imagined = W.Checkbox(value=True, description="imagined branches")
+        self.episode = W.Dropdown(description="episode")
+        self.time = W.IntSlider(description="time step", min=0, max=1, continuous_update=True)
+        self.frame = W.Image(format="png", width=220, height=220)
+        self.metrics = W.HTML()
+        self.status = W.HTML()
+        self.figure = go.FigureWidget(layout=dict(height=480, margin=dict(l=10, r=10, t=30, b=10),
+                                                  legend=dict(orientation="h")))
+        self.metric_rows = {t: episode_metrics(r) for t, r in self.rollouts.items()}
+        self.metrics.value = metrics_html(self.metric_rows)
+        for w in (self.task_picker, self.method, self.dims, self.color_by, self.show_imagined):
+            w.observe(self._redraw, names="value")
+        self.episode.observe(self._episode_changed, names="value")
+        self.time.observe(self._move_marker, names="value")
+        controls = W.VBox([self.task_picker, self.method, self.dims, self.color_by, self.show_imagined,
+                           self.episode, self.time, self.frame])
+        self.widget = W.VBox([W.HBox([self.figure, controls]), self.status, self.metrics])
+        self._set_episodes()
+        self._redraw()
+
+    # --- state -----------------------------------------------------------------------------
+    @property
+    def current(self) -> LatentRollouts:
+        return self.rollouts[self.task_picker.value]
+
+    def projection(self) -> Projection:
+        return project(self.current, method=self.method.value, dims=self.dims.value, seed=self.seed)
+
+    def _set_episodes(self) -> None:
+        self.episode.options = list(range(self.current.num_episodes))
+        self.episode.value = 0
+        self.time.max = len(self.current.latents[0]) - 1
+
+    # --- events ----------------------------------------------------------------------------
+    def _redraw(self, change=None) -> None:
+        if change is not None and change.owner is self.task_picker:
+            self._set_episodes()
+        self.status.value = f"<i>projecting with {self.method.value}...</i>"
+        proj = self.projection()
+        traces = path_traces(proj, self.current, self.color_by.value, self.show_imagined.value)
+        marker = dict(type="scatter3d" if proj.dims == 3 else "scatter", mode="markers", name="now",
+                      marker=dict(size=8 if proj.dims == 3 else 14, color="red", symbol="x"))
+        with self.figure.batch_update():
+            self.figure.data = []
+            for t in traces + [marker]:
+                self.figure.add_trace(t)
+            self.figure.layout.title = (f"{self.task_picker.value}: {proj.method.upper()} of "
+                                        f"{self.current.num_points} real latents (fit {proj.fit_seconds:.1f} s)")
+        self.status.value = ""
+        self._move_marker()
+
+    def _episode_changed(self, change=None) -> None:
+        self.time.max = len(self.current.latents[self.episode.value]) - 1
+        self._move_marker()
+
+    def _move_marker(self, change=None) -> None:
+        ep, t = self.episode.value, self.time.value
+        if ep is None or not self.figure.data:
+            return
+        proj = self.projection()  # cached
+        pt = proj.real[ep][min(t, len(proj.real[ep]) - 1)]
+        marker = self.figure.data[-1]
+        with self.figure.batch_update():
+            marker.x, marker.y = [pt[0]], [pt[1]]
+            if proj.dims == 3:
+                marker.z = [pt[2]]
+        frames = self.current.frames
+        if frames:
+            self.frame.value = frame_png(frames[ep][min(t, len(frames[ep]) - 1)])
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
