@@ -256,8 +256,9 @@ class MBDPO:
         return F.mse_loss(pred * (1 - abar).sqrt(), target * (1 - abar).sqrt())
 
     # --- state for checkpoints ---------------------------------------------------------------
-    def tensors(self, include_optimizer: bool = False) -> dict[str, torch.Tensor]:
-        out = {f"wm.{k}": v for k, v in self.wm.state_dict().items()}
+    def tensors(self, include_optimizer: bool = False, acting_only: bool = False) -> dict[str, torch.Tensor]:
+        out = {f"wm.{k}": v for k, v in self.wm.state_dict().items()
+               if not (acting_only and k.startswith("target_q_heads."))}
         out["q_scale"] = self.q_scale.value.reshape(1)
         if include_optimizer:
             for name, opt in (("optim", self.optim), ("pi_optim", self.pi_optim)):
@@ -268,6 +269,9 @@ class MBDPO:
 
     def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         wm_state = {k[3:]: v for k, v in tensors.items() if k.startswith("wm.")}
+        if not any(k.startswith("target_q_heads.") for k in wm_state):  # acting-only checkpoint
+            wm_state.update({"target_q_heads." + k[len("q_heads."):]: v for k, v in wm_state.items()
+                             if k.startswith("q_heads.")})
         self.wm.load_state_dict(wm_state, strict=True)
         self.q_scale.value.copy_(tensors["q_scale"].reshape(()))
         for name, opt in (("optim", self.optim), ("pi_optim", self.pi_optim)):

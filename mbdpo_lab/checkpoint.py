@@ -67,13 +67,17 @@ def file_sha256(path: str | Path) -> str:
 
 
 def save_checkpoint(agent: MBDPO, path: str | Path, meta: dict[str, Any] | None = None,
-                    include_optimizer: bool = False) -> Path:
-    """Write ``path`` (.safetensors) atomically; returns the path."""
+                    include_optimizer: bool = False, acting_only: bool = False) -> Path:
+    """Write ``path`` (.safetensors) atomically; returns the path.
+
+    ``include_optimizer`` adds Adam state (to resume training); ``acting_only`` drops the target Q
+    copy (rebuilt from the online heads on load), for small shipped agents.
+    """
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_suffix(".safetensors")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = agent.tensors(include_optimizer=include_optimizer)
+    tensors = agent.tensors(include_optimizer=include_optimizer, acting_only=acting_only)
     full_meta = {"format": FORMAT, "code_version": __version__, "obs_dim": agent.obs_dim,
                  "act_dim": agent.act_dim, "task": agent.cfg.task, **(meta or {})}
     config_json = agent.cfg.to_json()

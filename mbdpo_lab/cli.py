@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
 
+    p = sub.add_parser("export", help="ship a trained run as a pretrained agent (assets/pretrained)")
+    p.add_argument("--run", required=True, help="run directory written by `mbdpo-lab train`")
+    p.add_argument("--name", required=True)
+    p.add_argument("--episodes", type=int, default=10)
+
     p = sub.add_parser("bench", help="time the planner and the update; prints one JSON line")
     p.add_argument("--preset", default="cpu")
     p.add_argument("--device", default=None)
@@ -209,6 +214,14 @@ def cmd_latents(args) -> None:
     print(json.dumps(summary))
 
 
+def cmd_export(args) -> None:
+    from .pretrained import export_run
+
+    if not (Path(args.run) / "agent.safetensors").exists():
+        raise UsageError(f"{args.run} has no agent.safetensors; train it first")
+    print(json.dumps(export_run(args.run, args.name, episodes=args.episodes)))
+
+
 def cmd_bench(args) -> None:
     from .bench import benchmark
 
@@ -218,7 +231,8 @@ def cmd_bench(args) -> None:
 
 
 COMMANDS = {"tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
-            "eval": cmd_eval, "bench": cmd_bench, "latents": cmd_latents}
+            "eval": cmd_eval, "bench": cmd_bench, "latents": cmd_latents,
+            "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

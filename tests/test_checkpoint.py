@@ -101,3 +101,13 @@ def test_pretrained_registry_checks_name_and_sha(tiny_agent, tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError, match="damaged or replaced"):
         load_pretrained("toy-agent", directory=tmp_path)
+
+
+def test_acting_only_checkpoint_is_smaller_and_acts_the_same(tiny_agent, tmp_path):
+    full = save_checkpoint(tiny_agent, tmp_path / "full.safetensors")
+    small = save_checkpoint(tiny_agent, tmp_path / "small.safetensors", acting_only=True)
+    assert small.stat().st_size < full.stat().st_size
+    agent = load_checkpoint(small).agent
+    np.testing.assert_array_equal(_act(agent, 3), _act(tiny_agent, 3))
+    for p, tp in zip(agent.wm.q_heads.parameters(), agent.wm.target_q_heads.parameters()):
+        torch.testing.assert_close(p, tp)

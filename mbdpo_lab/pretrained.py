@@ -1,0 +1,80 @@
+"""Export trained runs as shipped pretrained agents and keep the manifest truthful.
+
+`export_run(run_dir, name)` copies the run's agent (acting weights only, no optimiser state),
+evaluates it for 10 episodes with a fixed seed, and writes the manifest entry: task, preset, eta,
+seed, steps, wall time, device, eval return (mean, std), sha256 and the exact command that
+reproduces the training. `load_pretrained` (in `checkpoint`) verifies the sha256 on every load.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import PRETRAINED_DIR, file_sha256, load_checkpoint, save_checkpoint
+from .config import PRESETS, make_config
+from .envs import make_env
+from .trainer import evaluate, seed_everything
+
+EVAL_SEED = 12345
+
+
+def train_command(cfg, out: str) -> str:
+    """The `mbdpo-lab train` command that rebuilds ``cfg`` from its preset."""
+    base = make_config(cfg.preset)
+    sets = []
+    for key, value in cfg.to_dict().items():
+        if key in ("task", "seed", "steps", "preset", "device") or getattr(base, key) == value:
+            continue
+        sets.append(f"--set {key}={value}")
+    return " ".join([f"mbdpo-lab train --task {cfg.task} --preset {cfg.preset} --steps {cfg.steps}",
+                     f"--seed {cfg.seed}", *sets, f"--out {out}"])
+
+
+def evaluate_checkpoint(path: Path, episodes: int = 10, seed: int = EVAL_SEED) -> dict[str, Any]:
+    """Deterministic evaluation used for the manifest (and re-checked by the slow test)."""
+    ckpt = load_checkpoint(path, device="cpu")
+    cfg = ckpt.agent.cfg
+    seed_everything(seed)
+    env = make_env(cfg.task, seed=seed, action_repeat=cfg.action_repeat, episode_length=cfg.episode_length)
+    return evaluate(ckpt.agent, env, episodes, seed=seed)
+
+
+def _wall_time(run_dir: Path) -> float | None:
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        return None
+    times = [float(r["wall_time"]) for r in csv.DictReader(open(path)) if r.get("wall_time")]
+    return max(times) if times else None
+
+
+def export_run(run_dir: str | Path, name: str, directory: Path = PRETRAINED_DIR, episodes: int = 10,
+               device_note: str | None = None) -> dict[str, Any]:
+    """Add ``run_dir``'s agent to the shipped agents under ``name``; returns the manifest entry."""
+    run_dir = Path(run_dir)
+    ckpt = load_checkpoint(run_dir / "agent.safetensors", device="cpu")
+    cfg = ckpt.agent.cfg
+    if cfg.preset not in PRESETS:
+        raise ValueError(f"run preset {cfg.preset!r} unknown")
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{name}.safetensors"
+    meta = {k: v for k, v in ckpt.meta.items() if k not in ("format", "code_version", "obs_dim", "act_dim", "task")}
+    save_checkpoint(ckpt.agent, target, {**meta, "name": name}, acting_only=True)
+    result = evaluate_checkpoint(target, episodes)
+    entry = dict(
+        file=target.name, task=cfg.task, preset=cfg.preset, eta=cfg.eta, seed=cfg.seed,
+        steps=int(ckpt.meta.get("env_step", cfg.steps)), wall_time_s=_wall_time(run_dir),
+        device=device_note or f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)",
+        eval_return_mean=round(result["mean_return"], 2), eval_return_std=round(result["std_return"], 2),
+        eval_episodes=episodes, eval_seed=EVAL_SEED, sha256=file_sha256(target),
+        size_bytes=target.stat().st_size, command=train_command(cfg, f"runs/{name}"),
+    )
+    manifest_path = directory / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"agents": {}}
+    manifest["agents"][name] = entry
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return entry

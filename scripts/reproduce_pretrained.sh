@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Re-train every shipped agent from scratch with the exact command in assets/pretrained/manifest.json,
+# then re-export it (10-episode evaluation, sha256, manifest entry). Pass names to do only some:
+#   scripts/reproduce_pretrained.sh cartpole-swingup reacher-easy
+# Runs go to runs/<name>; each takes up to an hour on 2 CPU cores with the cpu preset.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-.venv/bin}
+entries=$("$BIN/python" - "$@" <<'PY'
+import json, sys
+agents = json.load(open("assets/pretrained/manifest.json"))["agents"]
+wanted = sys.argv[1:] or sorted(agents)
+for name in wanted:
+    if name not in agents:
+        sys.exit(f"unknown pretrained name {name!r}; available: {', '.join(sorted(agents))}")
+    print(name + "\t" + agents[name]["command"])
+PY
+)
+while IFS=$'\t' read -r name cmd; do
+  echo "== $name: $cmd"
+  rm -rf "runs/$name"
+  "$BIN/$cmd"
+  "$BIN/mbdpo-lab" export --run "runs/$name" --name "$name"
+done <<< "$entries"

@@ -1,0 +1,56 @@
+"""Every shipped agent loads, matches its checksum and acts; export writes a truthful entry."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mbdpo_lab.checkpoint import PRETRAINED_DIR, file_sha256, load_pretrained, read_manifest
+from mbdpo_lab.pretrained import evaluate_checkpoint, export_run
+
+MANIFEST = read_manifest()
+
+
+def test_manifest_lists_shipped_agents():
+    assert MANIFEST, "assets/pretrained/manifest.json lists no agents"
+    total = sum((PRETRAINED_DIR / e["file"]).stat().st_size for e in MANIFEST.values())
+    assert total < 30 * 2**20
+    for name, entry in MANIFEST.items():
+        for key in ("task", "preset", "eta", "seed", "steps", "wall_time_s", "device", "eval_return_mean",
+                    "eval_return_std", "sha256", "command"):
+            assert key in entry, (name, key)
+        assert entry["command"].startswith("mbdpo-lab train ")
+
+
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_pretrained_loads_checks_sha_and_runs_one_episode(name):
+    entry = MANIFEST[name]
+    assert file_sha256(PRETRAINED_DIR / entry["file"]) == entry["sha256"]
+    ckpt = load_pretrained(name, device="cpu")
+    assert ckpt.agent.cfg.task == entry["task"] and ckpt.agent.cfg.eta == entry["eta"]
+    result = evaluate_checkpoint(PRETRAINED_DIR / entry["file"], episodes=1)
+    assert np.isfinite(result["mean_return"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("MBDPO_SLOW"), reason="opt-in: set MBDPO_SLOW=1 (minutes per agent)")
+@pytest.mark.parametrize("name", sorted(MANIFEST))
+def test_pretrained_return_matches_manifest(name):
+    entry = MANIFEST[name]
+    result = evaluate_checkpoint(PRETRAINED_DIR / entry["file"], episodes=entry["eval_episodes"])
+    assert result["mean_return"] == pytest.approx(entry["eval_return_mean"], abs=max(25.0, 0.05 * entry["eval_return_mean"]))
+
+
+def test_export_run_writes_manifest_entry(tmp_path):
+    from mbdpo_lab.config import make_config
+    from mbdpo_lab.trainer import Trainer
+
+    cfg = make_config("tiny", task="pendulum-swingup", steps=200, episode_length=50, seed_steps=100,
+                      eval_every=0, device="cpu", eta=0.0)
+    Trainer(cfg, out_dir=tmp_path / "run").run()
+    entry = export_run(tmp_path / "run", "pend-tiny", directory=tmp_path / "assets", episodes=1)
+    manifest = json.loads((tmp_path / "assets" / "manifest.json").read_text())["agents"]
+    assert manifest["pend-tiny"] == entry
+    assert entry["steps"] == 200 and entry["eta"] == 0.0 and entry["preset"] == "tiny"
+    assert "--set eta=0.0" in entry["command"] and "--task pendulum-swingup" in entry["command"]
+    assert load_pretrained("pend-tiny", directory=tmp_path / "assets").agent.cfg.eta == 0.0
