@@ -42,6 +42,23 @@ def _gflop(fn) -> float:
     return counter.get_total_flops() / 1e9
 
 
+PHASES = ("candidates", "rollout", "heads", "weighting")
+
+
+def planner_phases(fn, repeats: int = 3) -> dict[str, float]:
+    """Mean ms per call spent in each named planner phase (torch.profiler record_function labels)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(repeats):
+            fn()
+    totals = {name: 0.0 for name in PHASES}
+    for event in prof.key_averages():
+        if event.key in totals:
+            totals[event.key] += event.cpu_time_total / 1000 / repeats
+    return {f"phase_{k}_ms": round(v, 3) for k, v in totals.items()}
+
+
 def benchmark(cfg: Config, obs_dim: int = 24, act_dim: int = 6, dtype: str = "fp32",
               repeats: int = 10) -> dict[str, Any]:
     cfg = cfg.replace(planner_bf16=(dtype == "bf16"))
@@ -63,6 +80,7 @@ def benchmark(cfg: Config, obs_dim: int = 24, act_dim: int = 6, dtype: str = "fp
     planner_ms = _median_ms(act, device, repeats)
     update_ms = _median_ms(update, device, repeats)
     planner_gflop, update_gflop = _gflop(act), _gflop(update)
+    phases = planner_phases(act) if device.type == "cpu" else {}
     out: dict[str, Any] = dict(
         preset=cfg.preset, device=str(device), dtype=dtype, threads=torch.get_num_threads(),
         params=agent.wm.num_params(), planner=cfg.planner,
@@ -72,7 +90,7 @@ def benchmark(cfg: Config, obs_dim: int = 24, act_dim: int = 6, dtype: str = "fp
         planner_gflops_per_s=round(planner_gflop / (planner_ms / 1000), 1),
         update_gflops_per_s=round(update_gflop / (update_ms / 1000), 1),
         samples=cfg.num_samples, levels=cfg.num_levels, horizon=cfg.horizon, batch_size=B,
-        cpu=platform.processor() or platform.machine(),
+        cpu=platform.processor() or platform.machine(), **phases,
     )
     if device.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(device)

@@ -62,7 +62,7 @@ def zero_last_layer(module: nn.Module) -> None:
 
 
 class EnsembleLinear(nn.Module):
-    """K independent linear layers evaluated with one batched matmul: x [K, B, in] -> [K, B, out]."""
+    """K independent linear layers: weight [K, in, out], bias [K, 1, out]."""
 
     def __init__(self, k: int, in_dim: int, out_dim: int):
         super().__init__()
@@ -72,13 +72,13 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
-        w, b = (self.weight, self.bias) if heads is None else (self.weight[heads], self.bias[heads])
-        if x.dim() == 2:  # shared input for all heads: one matmul against concatenated weights
-            k, i, o = w.shape
-            y = x @ w.permute(1, 0, 2).reshape(i, k * o)
-            return y.view(x.shape[0], k, o).transpose(0, 1) + b
-        return torch.baddbmm(b, x, w)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [K, B, in] -> [K, B, out] with one batched matmul."""
+        return torch.baddbmm(self.bias, x, self.weight)
+
+    def head(self, x: torch.Tensor, h: int) -> torch.Tensor:
+        """One member on x [B, in] -> [B, out], reading its weights in place (no copy)."""
+        return torch.addmm(self.bias[h, 0], x, self.weight[h])
 
 
 class EnsembleLayerNorm(nn.Module):
@@ -89,15 +89,18 @@ class EnsembleLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(k, 1, dim))
         self.bias = nn.Parameter(torch.zeros(k, 1, dim))
 
-    def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
-        w, b = (self.weight, self.bias) if heads is None else (self.weight[heads], self.bias[heads])
-        return F.layer_norm(x, x.shape[-1:]) * w + b
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.bias, F.layer_norm(x, x.shape[-1:]), self.weight)
+
+    def head(self, x: torch.Tensor, h: int) -> torch.Tensor:
+        return F.layer_norm(x, x.shape[-1:], self.weight[h, 0], self.bias[h, 0])
 
 
 class EnsembleMLP(nn.Module):
     """K MLPs of identical shape (the Q ensemble), evaluated together or for chosen heads only.
 
-    Evaluating only the two heads the planner needs avoids computing all K (speed, DESIGN §2.1).
+    All heads (training) run as batched matmuls; chosen heads (planning needs two of them) run
+    one by one on views of their own weights, so the other heads cost nothing (DESIGN §2.1).
     """
 
     def __init__(self, k: int, in_dim: int, hidden: list[int], out_dim: int, dropout: float = 0.0):
@@ -109,14 +112,25 @@ class EnsembleMLP(nn.Module):
         self.out = EnsembleLinear(k, dims[-1], out_dim)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, heads: list[int] | None = None) -> torch.Tensor:
         """x [B, in] (shared by all heads) -> [K or len(heads), B, out]."""
+        if heads is not None:
+            return torch.stack([self._head(x, h) for h in heads])
+        x = x.unsqueeze(0).expand(self.k, *x.shape)
         for i, (lin, norm) in enumerate(zip(self.linears, self.norms)):
-            x = lin(x, heads)
+            x = lin(x)
             if i == 0:
                 x = self.dropout(x)
-            x = F.mish(norm(x, heads))
-        return self.out(x, heads)
+            x = F.mish(norm(x))
+        return self.out(x)
+
+    def _head(self, x: torch.Tensor, h: int) -> torch.Tensor:
+        for i, (lin, norm) in enumerate(zip(self.linears, self.norms)):
+            x = lin.head(x, h)
+            if i == 0:
+                x = self.dropout(x)
+            x = F.mish(norm.head(x, h))
+        return self.out.head(x, h)
 
 
 # --- symlog two-hot regression ---------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from torch.profiler import record_function as phase  # named phases for `mbdpo-lab bench`
 
 from .config import Config
 from .world_model import WorldModel
@@ -82,11 +83,14 @@ class WorldModelReturn:
         with self._autocast():
             for t in range(self.horizon):
                 a = actions[:, t]
-                rewards.append(wm.reward(z, a).squeeze(-1).float())
-                energies.append(wm.standardised_energy(z, a).squeeze(-1).float())
-                z = wm.next(z, a)
+                with phase("heads"):
+                    rewards.append(wm.reward(z, a).squeeze(-1).float())
+                    energies.append(wm.standardised_energy(z, a).squeeze(-1).float())
+                with phase("rollout"):
+                    z = wm.next(z, a)
                 latents.append(z)
-            terminal = wm.q(z, wm.pi(z, self.generator).action, "avg", heads=self.heads).squeeze(-1).float()
+            with phase("heads"):
+                terminal = wm.q(z, wm.pi(z, self.generator).action, "avg", heads=self.heads).squeeze(-1).float()
         return dict(latents=torch.stack(latents, 1).float(), rewards=torch.stack(rewards, 1),
                     energies=torch.stack(energies, 1), terminal_value=terminal)
 
@@ -201,24 +205,26 @@ class DiffusionPlanner:
         """One level: sample around x/sqrt(abar), score, re-weight the elites, move x to tau-1."""
         abar, alpha = float(self.alpha_bar[tau]), float(self.alpha[tau])
         n_prior = 0 if prior is None else prior.shape[0]
-        eps = torch.randn((self.num_samples - n_prior, *x.shape), generator=generator,
-                          device=x.device, dtype=x.dtype)
-        sampled = (x / math.sqrt(abar) + self.spread(tau) * eps).clamp(-1, 1)
+        with phase("candidates"):
+            eps = torch.randn((self.num_samples - n_prior, *x.shape), generator=generator,
+                              device=x.device, dtype=x.dtype)
+            sampled = (x / math.sqrt(abar) + self.spread(tau) * eps).clamp(-1, 1)
         ev = model.evaluate(sampled)
-        if prior is not None:
-            candidates = torch.cat([prior, sampled])
-            ev = Evaluation(*(torch.cat([a, b]) for a, b in
-                              zip((prior_eval.total, prior_eval.model_return, prior_eval.energy),
-                                  (ev.total, ev.model_return, ev.energy))))
-        else:
-            candidates = sampled
-        standardised = (ev.total - ev.total.mean()) / (ev.total.std(unbiased=False) + 1e-8)
-        elite_vals, elite_idx = torch.topk(standardised, self.num_elites)
-        elite_w = torch.softmax(elite_vals / self.temperature, dim=0)
-        weights = torch.zeros_like(standardised).index_put_((elite_idx,), elite_w)
-        weighted_mean = torch.einsum("e,eha->ha", elite_w, candidates[elite_idx])
-        score = (math.sqrt(abar) * weighted_mean - x) / (1 - abar)
-        x_next = (x + (1 - abar) * score) / math.sqrt(alpha)
+        with phase("weighting"):
+            if prior is not None:
+                candidates = torch.cat([prior, sampled])
+                ev = Evaluation(*(torch.cat([a, b]) for a, b in
+                                  zip((prior_eval.total, prior_eval.model_return, prior_eval.energy),
+                                      (ev.total, ev.model_return, ev.energy))))
+            else:
+                candidates = sampled
+            standardised = (ev.total - ev.total.mean()) / (ev.total.std(unbiased=False) + 1e-8)
+            elite_vals, elite_idx = torch.topk(standardised, self.num_elites)
+            elite_w = torch.softmax(elite_vals / self.temperature, dim=0)
+            weights = torch.zeros_like(standardised).index_put_((elite_idx,), elite_w)
+            weighted_mean = torch.einsum("e,eha->ha", elite_w, candidates[elite_idx])
+            score = (math.sqrt(abar) * weighted_mean - x) / (1 - abar)
+            x_next = (x + (1 - abar) * score) / math.sqrt(alpha)
         return StepResult(candidates, ev, weights, elite_idx, weighted_mean, score, x_next)
 
     @torch.no_grad()

@@ -104,14 +104,14 @@ class WorldModel(nn.Module):
         f = (self.energy_logit(z, a).float() - self.energy_mean) / self.energy_std
         return f.clamp(-self.cfg.energy_clip, self.cfg.energy_clip)
 
-    def q_logits(self, z: torch.Tensor, a: torch.Tensor, heads: torch.Tensor | None = None,
+    def q_logits(self, z: torch.Tensor, a: torch.Tensor, heads: list[int] | None = None,
                  target: bool = False) -> torch.Tensor:
         """Q logits [K or len(heads), B, bins]."""
         net = self.target_q_heads if target else self.q_heads
         return net(torch.cat([z, a], dim=-1), heads)
 
     def q(self, z: torch.Tensor, a: torch.Tensor, reduce: str = "avg", target: bool = False,
-          heads: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+          heads: list[int] | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """Scalar Q [B, 1]: ``avg`` or ``min`` of two heads (drawn at random unless given)."""
         if heads is None:
             heads = self.draw_q_heads(generator)
@@ -119,8 +119,10 @@ class WorldModel(nn.Module):
         out = values.mean(0) if reduce == "avg" else values.min(0).values
         return out.unsqueeze(-1)
 
-    def draw_q_heads(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randperm(self.cfg.num_q, generator=generator, device="cpu")[:2].to(self.device)
+    def draw_q_heads(self, generator: torch.Generator | None = None) -> list[int]:
+        """Two distinct Q heads at random (from ``generator`` when given)."""
+        device = generator.device if generator is not None else "cpu"
+        return torch.randperm(self.cfg.num_q, generator=generator, device=device)[:2].tolist()
 
     def pi(self, z: torch.Tensor, generator: torch.Generator | None = None) -> PolicySample:
         """Tanh-squashed Gaussian prior with log-std bounded to [log_std_min, log_std_max]."""
