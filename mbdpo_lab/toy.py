@@ -6,9 +6,9 @@ The picture a course uses: one decision over a 2-D action a in [-1, 1]^2 (horizo
 * A **true return** R(a): a bump whose top ``a_star`` lies inside the data (not at its densest point).
 * A **learned return model**: a small torch MLP fitted to (a, R(a)) on the data. Where there is no
   data, a fitted model is unconstrained; the toy makes that error explicit and reproducible with a
-  ``distractor``: an optimistic bump of height ``distractor x`` the true best return, centred at
-  ``spurious`` far from the data. On the data the model is right; off the data it has a spurious
-  optimum. ``distractor=0`` is a landscape without the trap.
+  ``distractor``: near ``spurious``, far from the data, the model believes the return is
+  ``distractor x`` the true best return (a smooth blend into the fit). On the data the model is
+  right; off the data it has a spurious optimum. ``distractor=0`` is a landscape without the trap.
 * An **energy head** F(a): a small torch MLP trained exactly like the agent's (binary logistic loss;
   positives are the data, the negative for each positive is the hardest, by current F, of a noisy
   copy of it and a uniform action), standardised by the mean/std of F on the data and clipped to
@@ -64,10 +64,13 @@ class ToyConfig:
     """Top of the true return: inside the data, away from its densest point."""
     true_width: float = 0.3
     """Width of the true return's bump."""
+    true_slope: float = 0.25
+    """A gentle bowl under the bump (in units of return_scale per squared distance): the data then
+    shows the return falling away from a_star in every direction, so the fit extrapolates downhill."""
     return_scale: float = 0.05
     """True return at a_star; sets the return's size relative to eta x energy (see module doc)."""
     distractor: float = 1.5
-    """Height of the learned model's spurious bump, in units of return_scale (0: no trap)."""
+    """What the learned model believes at ``spurious``, in units of return_scale (0: no trap)."""
     spurious: tuple[float, float] = (0.6, 0.55)
     """Centre of the spurious optimum (off the data)."""
     spurious_width: float = 0.22
@@ -126,15 +129,18 @@ class ToyLandscape:
         return (torch.tensor(c.data_mean) + eps @ torch.linalg.cholesky(cov).T).clamp(-1, 1)
 
     def true_return(self, a: torch.Tensor) -> torch.Tensor:
-        """R(a) for a [..., 2]: a bump of height return_scale at a_star."""
-        d2 = ((a - self.a_star) ** 2).sum(-1)
-        return self.cfg.return_scale * torch.exp(-d2 / (2 * self.cfg.true_width ** 2))
-
-    def distractor_bump(self, a: torch.Tensor) -> torch.Tensor:
-        """The learned model's error off the data: an optimistic bump at ``spurious``."""
+        """R(a) for a [..., 2]: a bump of height return_scale at a_star over a gentle bowl."""
         c = self.cfg
+        d2 = ((a - self.a_star) ** 2).sum(-1)
+        return c.return_scale * (torch.exp(-d2 / (2 * c.true_width ** 2)) - c.true_slope * d2)
+
+    def distractor_mask(self, a: torch.Tensor) -> torch.Tensor:
+        """Where the learned model's off-data error lives: 1 at ``spurious``, ~0 on the data."""
+        c = self.cfg
+        if c.distractor <= 0:
+            return torch.zeros(a.shape[:-1])
         d2 = ((a - self.spurious) ** 2).sum(-1)
-        return c.distractor * c.return_scale * torch.exp(-d2 / (2 * c.spurious_width ** 2))
+        return torch.exp(-d2 / (2 * c.spurious_width ** 2))
 
     def _fit_return(self, gen: torch.Generator) -> nn.Module:
         c = self.cfg
@@ -173,8 +179,12 @@ class ToyLandscape:
 
     @torch.no_grad()
     def learned_return(self, a: torch.Tensor) -> torch.Tensor:
-        """The planner's model return: the fit (right on the data) plus the distractor (off it)."""
-        return self.return_net(a).squeeze(-1) * self.cfg.return_scale + self.distractor_bump(a)
+        """The planner's model return: the fit (right on the data), blended near ``spurious`` into
+        an optimistic belief of ``distractor x return_scale`` (the error off the data)."""
+        c = self.cfg
+        fit = self.return_net(a).squeeze(-1) * c.return_scale
+        m = self.distractor_mask(a)
+        return (1 - m) * fit + m * c.distractor * c.return_scale
 
     @torch.no_grad()
     def energy(self, a: torch.Tensor) -> torch.Tensor:
@@ -205,7 +215,7 @@ class ToyLandscape:
         return self._grid
 
     def set_distractor(self, distractor: float) -> None:
-        """Change the spurious bump's height (no re-fit: it is an explicit additive error)."""
+        """Change the model's belief at the spurious point (no re-fit: the error is explicit)."""
         self.cfg.distractor = float(distractor)
         self._grid = None
 
