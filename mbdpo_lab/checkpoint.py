@@ -90,6 +90,7 @@ def save_checkpoint(agent: MBDPO, path: str | Path, meta: dict[str, Any] | None 
         save_file(tensors, tmp, metadata=header)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are ordinary shareable files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -273,7 +273,8 @@ class Trainer:
     def meta(self) -> dict[str, Any]:
         ev = self.last_eval or {}
         return dict(task=self.cfg.task, env_step=self.env_step, agent_step=self.agent_step,
-                    episode=self.episode, eval_return=ev.get("mean_return"),
+                    episode=self.episode, wall_time=time.perf_counter() - self._wall_start,
+                    eval_return=ev.get("mean_return"),
                     eval_return_std=ev.get("std_return"), eval_step=ev.get("step"))
 
     def save(self) -> Path:
@@ -290,10 +291,13 @@ class Trainer:
 
     @classmethod
     def resume_from(cls, out_dir: str | Path, steps: int | None = None,
-                    callbacks: list[Callback] | None = None) -> "Trainer":
-        """Continue a run from its directory (agent, optimiser, replay and counters)."""
+                    callbacks: list[Callback] | None = None, overrides=None) -> "Trainer":
+        """Continue a run from its directory (agent, optimiser, replay and counters).
+
+        ``overrides`` may change schedule knobs (eval_every, eval_episodes, ...), not the architecture.
+        """
         out_dir = Path(out_dir)
-        ckpt = load_checkpoint(out_dir / "checkpoints" / "last.safetensors")
+        ckpt = load_checkpoint(out_dir / "checkpoints" / "last.safetensors", overrides=overrides)
         cfg = ckpt.agent.cfg
         if steps is not None:
             cfg.steps = steps
@@ -301,6 +305,7 @@ class Trainer:
         with np.load(out_dir / "checkpoints" / "replay.npz", allow_pickle=False) as data:
             trainer.buffer.load_state_dict({k: data[k] for k in data.files})
         trainer.agent_step = int(ckpt.meta["agent_step"])
+        trainer._wall_start -= float(ckpt.meta.get("wall_time", 0.0))  # wall time counts the whole run
         trainer.episode = int(ckpt.meta["episode"])
         seed_everything(cfg.seed + trainer.agent_step)
         trainer.rng = np.random.default_rng(cfg.seed + trainer.agent_step)

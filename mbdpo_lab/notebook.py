@@ -1,0 +1,63 @@
+"""What every lesson notebook needs in its first cells: rendering check, fast mode, agents, video.
+
+``lab = setup()`` renders one frame (MuJoCo's GL backend is chosen when `mbdpo_lab` is imported,
+before mujoco) and stops the notebook with the fix when GL is missing; ``lab.fast`` is True when
+the environment variable ``MBDPO_FAST=1`` is set (CI runs every notebook that way), and
+``lab.budget(normal, fast)`` picks the budget for the mode.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import rendering
+
+
+@dataclass
+class Lab:
+    fast: bool
+    gl_backend: str
+
+    def budget(self, normal, fast):
+        """``fast`` in fast mode (MBDPO_FAST=1), else ``normal``."""
+        return fast if self.fast else normal
+
+    def agent(self, name: str):
+        """A shipped pretrained agent by name (checksum verified)."""
+        from .checkpoint import load_pretrained
+
+        return load_pretrained(name, device="cpu").agent
+
+
+def setup(quiet: bool = False) -> Lab:
+    fast = os.environ.get("MBDPO_FAST", "0") not in ("", "0", "false", "False")
+    try:
+        rendering.check_rendering()
+    except rendering.RenderingUnavailable as exc:
+        raise SystemExit(str(exc)) from None
+    lab = Lab(fast=fast, gl_backend=os.environ.get("MUJOCO_GL", "?"))
+    if not quiet:
+        mode = "FAST mode (MBDPO_FAST=1): tiny budgets" if fast else "normal mode"
+        print(f"rendering OK (MUJOCO_GL={lab.gl_backend}); {mode}")
+    return lab
+
+
+def rollout_frames(agent, episodes_steps: int = 200, size: int = 192, seed: int = 0, planner: str | None = None):
+    """Run the agent (no exploration noise) and return (frames [T, size, size, 3], total reward)."""
+    import torch
+
+    from .envs import make_env
+
+    cfg = agent.cfg
+    env = make_env(cfg.task, seed=seed, action_repeat=cfg.action_repeat, episode_length=cfg.episode_length)
+    gen = torch.Generator(device=agent.device).manual_seed(seed)
+    obs, frames, total = env.reset(), [], 0.0
+    for t in range(episodes_steps):
+        frames.append(env.render(size, size))
+        obs, reward, done = env.step(agent.act(obs, t0=(t == 0), eval_mode=True, planner=planner, generator=gen))
+        total += reward
+        if done:
+            break
+    return np.asarray(frames), total
