@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True)
     p.add_argument("--episodes", type=int, default=10)
 
+    from .experiments.anchor import add_compare_anchor_parser
+
+    add_compare_anchor_parser(sub)
+
     p = sub.add_parser("bench", help="time the planner and the update; prints one JSON line")
     p.add_argument("--preset", default="cpu")
     p.add_argument("--device", default=None)
@@ -230,9 +234,15 @@ def cmd_bench(args) -> None:
     print(json.dumps(result))
 
 
+def cmd_compare_anchor(args) -> None:
+    from .experiments.anchor import run_compare_anchor
+
+    run_compare_anchor(args)
+
+
 COMMANDS = {"tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
             "eval": cmd_eval, "bench": cmd_bench, "latents": cmd_latents,
-            "export": cmd_export}
+            "export": cmd_export, "compare-anchor": cmd_compare_anchor}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,11 +45,19 @@ def evaluate_checkpoint(path: Path, episodes: int = 10, seed: int = EVAL_SEED) -
 
 
 def _wall_time(run_dir: Path) -> float | None:
+    """Training wall time from metrics.csv, summing the segments of a stopped-and-resumed run."""
     path = run_dir / "metrics.csv"
     if not path.exists():
         return None
     times = [float(r["wall_time"]) for r in csv.DictReader(open(path)) if r.get("wall_time")]
-    return max(times) if times else None
+    if not times:
+        return None
+    total, segment_max = 0.0, times[0]
+    for prev, cur in zip(times, times[1:]):
+        if cur < prev:  # the clock restarted: a resumed segment begins
+            total += segment_max
+        segment_max = cur
+    return round(total + segment_max, 1)
 
 
 def export_run(run_dir: str | Path, name: str, directory: Path = PRETRAINED_DIR, episodes: int = 10,
