@@ -7,7 +7,7 @@ PIP    := $(BIN)/pip install -q -c constraints.txt
 DEB_PACKAGES := ffmpeg libegl1 libopengl0 libgl1-mesa-dri libosmesa6 chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system venv demo test test-fast clean
+.PHONY: setup system venv lab demo test clean
 
 setup: system venv
 
@@ -26,6 +26,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PIP) torch==2.13.0
 	$(PIP) -e ".[notebooks,test]"
 	@touch $@
+
+LAB_FLAGS := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/00_tour.ipynb $(LAB_FLAGS)
 
 demo: setup
 	$(BIN)/mbdpo-lab train --task cartpole-swingup --preset cpu --steps 6000 --seed 1 --out runs/demo \

@@ -1,0 +1,48 @@
+"""Learning curves of our runs (metrics.csv) drawn against the paper's published curves."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+
+def read_eval_curve(run_dir: str | Path) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+    """(task, env steps, mean eval return, std) of a run directory written by the trainer."""
+    import json
+
+    run_dir = Path(run_dir)
+    task = json.loads((run_dir / "config.json").read_text())["task"]
+    rows = [r for r in csv.DictReader(open(run_dir / "metrics.csv")) if r["kind"] == "eval"]
+    by_step = {int(r["step"]): (float(r["eval_return"]), float(r["eval_return_std"] or 0)) for r in rows}
+    steps = np.array(sorted(by_step))
+    return task, steps, np.array([by_step[s][0] for s in steps]), np.array([by_step[s][1] for s in steps])
+
+
+def plot_runs(run_dirs: list[str | Path], out: str | Path, max_step: int = 100_000) -> Path:
+    """One panel per run: our eval return +- std vs the published MBDPO and TD-MPC2 curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..reference import reference_curves
+
+    fig, axes = plt.subplots(1, len(run_dirs), figsize=(5.2 * len(run_dirs), 3.8), squeeze=False)
+    for ax, run in zip(axes[0], run_dirs):
+        task, steps, mean, std = read_eval_curve(run)
+        episodes = [r for r in csv.DictReader(open(Path(run) / "metrics.csv")) if r["kind"] == "episode"]
+        ax.plot([int(r["step"]) for r in episodes], [float(r["episode_return"]) for r in episodes],
+                color="0.7", lw=1, label="training episodes")
+        for method, curve in reference_curves(task).items():
+            c = curve.clipped(max_step)  # published every 100k steps: points, not a line
+            ax.plot(c.steps, c.mean, linestyle="none", marker="o", markersize=8, label=curve.label)
+        ax.errorbar(steps, mean, yerr=std, marker="s", capsize=3, color="black", label="mbdpo-lab (cpu preset)")
+        ax.set(title=task, xlabel="environment steps", ylabel="eval return (10 episodes)", xlim=(0, max_step),
+               ylim=(0, 1000))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return Path(out)
