@@ -1,0 +1,47 @@
+"""The published curves load, average over seeds, and fail politely."""
+import numpy as np
+import pytest
+
+from mbdpo_lab.reference import (REFERENCE_CSV, reference_curve, reference_curves, reference_methods,
+                                 reference_tasks)
+
+
+def test_shipped_csv_exists():
+    assert REFERENCE_CSV.exists(), "assets/reference/paper_curves.csv is missing"
+    assert (REFERENCE_CSV.parent / "README.md").exists()
+
+
+def test_cartpole_swingup_mean_over_seeds():
+    curves = reference_curves("cartpole-swingup")
+    assert set(curves) == {"mbdpo", "tdmpc2"}
+    mbdpo, tdmpc2 = curves["mbdpo"], curves["tdmpc2"]
+    assert mbdpo.steps[0] == 0 and np.all(np.diff(mbdpo.steps) > 0)
+    assert mbdpo.seeds[1] == 3
+    # seeds 1-3 at 100k: 878.1, 882.9, 882.0 (MBDPO); 860.5, 789.8, 867.9 (TD-MPC2)
+    assert mbdpo.at(100_000) == pytest.approx((878.1 + 882.9 + 882.0) / 3)
+    assert tdmpc2.at(100_000) == pytest.approx((860.5 + 789.8 + 867.9) / 3)
+    assert np.all((mbdpo.mean >= 0) & (mbdpo.mean <= 1000)) and np.all(mbdpo.std >= 0)
+
+
+def test_names_are_normalised_and_unknown_is_none(tmp_path):
+    assert reference_curve("mbdpo", "Ball_in_Cup-Catch").task == "cup-catch"
+    assert reference_curve("mbdpo", "no-such-task") is None
+    assert reference_curves("no-such-task") == {}
+    assert "cartpole-swingup" in reference_tasks("mbdpo")
+    assert {"mbdpo", "tdmpc2"} <= set(reference_methods("cartpole-swingup"))
+    with pytest.raises(FileNotFoundError, match="assets/reference"):
+        reference_curve("mbdpo", "cartpole-swingup", path=tmp_path / "missing.csv")
+
+
+def test_clipped_keeps_one_point_beyond():
+    curve = reference_curve("mbdpo", "cartpole-swingup").clipped(50_000)
+    assert curve.steps.tolist() == [0, 100_000]
+    with pytest.raises(KeyError):
+        curve.at(50_000)
+
+
+def test_custom_csv(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("method,task,step,seed,reward\nm,t,0,1,0\nm,t,10,1,4\nm,t,10,2,6\nm,t,20,1,\n")
+    curve = reference_curve("m", "t", path=path)
+    assert curve.steps.tolist() == [0, 10] and curve.mean.tolist() == [0.0, 5.0] and curve.std[1] == 1.0
