@@ -43,8 +43,11 @@ def seed_everything(seed: int) -> None:
 
 
 def evaluate(agent: MBDPO, env, episodes: int, planner: str | None = None, video_size: int = 0,
-             seed: int = 0) -> dict[str, Any]:
-    """Run ``episodes`` noise-free episodes; frames of the first one when ``video_size`` > 0."""
+             seed: int = 0, should_stop: Callable[[], bool] | None = None) -> dict[str, Any] | None:
+    """Run ``episodes`` noise-free episodes; frames of the first one when ``video_size`` > 0.
+
+    Returns None when ``should_stop()`` turns true before the evaluation is complete.
+    """
     returns, frames = [], []
     saved_plan = agent.prev_plan
     gen = torch.Generator(device=agent.device).manual_seed(seed)
@@ -52,6 +55,9 @@ def evaluate(agent: MBDPO, env, episodes: int, planner: str | None = None, video
     for ep in range(episodes):
         obs, done, total, t = env.reset(), False, 0.0, 0
         while not done:
+            if should_stop is not None and should_stop():
+                agent.prev_plan = saved_plan
+                return None
             if ep == 0 and video_size:
                 frames.append(env.render(video_size, video_size))
             action = agent.act(obs, t0=(t == 0), eval_mode=True, planner=planner, generator=gen)
@@ -150,9 +156,9 @@ class Trainer:
             self._ep_update_ms.append(1000 * (time.perf_counter() - start) / n_updates)
             self._ep_losses.append(losses)
             info.update(losses)
-        self._emit("step", info)
-        if done:
+        if done:  # book-keeping first, so a callback that raises cannot lose the episode's end
             self._end_episode()
+        self._emit("step", info)
         if cfg.eval_every and self.env_step % cfg.eval_every == 0:
             self.run_evaluation()
         if cfg.checkpoint_every and self.out_dir and self.env_step % cfg.checkpoint_every == 0:
@@ -178,11 +184,14 @@ class Trainer:
         self._record(row)
         self._emit("episode", row)
 
-    def run_evaluation(self, episodes: int | None = None) -> dict[str, Any]:
+    def run_evaluation(self, episodes: int | None = None) -> dict[str, Any] | None:
+        """Evaluate now; None (and no row) if stop() interrupts it."""
         cfg = self.cfg
         video = cfg.video_size if (cfg.save_video and self.out_dir) else 0
         result = evaluate(self.agent, self.eval_env, episodes or cfg.eval_episodes, video_size=video,
-                          seed=cfg.seed + self.agent_step)
+                          seed=cfg.seed + self.agent_step, should_stop=self._stop.is_set)
+        if result is None:
+            return None
         row = dict(step=self.env_step, agent_step=self.agent_step, episode=self.episode, kind="eval",
                    eval_return=result["mean_return"], eval_return_std=result["std_return"],
                    planner_ms=result["planner_ms"], wall_time=time.perf_counter() - self._wall_start)

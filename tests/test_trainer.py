@@ -95,3 +95,16 @@ def test_tiny_training_has_finite_losses_and_rising_return():
     random_phase = np.mean([r["episode_return"] for r in episodes[:2]])
     learned = trainer.last_eval["mean_return"]
     assert learned > random_phase + 10, (random_phase, learned)
+
+
+def test_stop_interrupts_an_evaluation_without_recording_it(tmp_path):
+    trainer = Trainer(_cfg(eval_every=200, eval_episodes=3), out_dir=tmp_path)
+
+    def stop_inside_eval(event, data):
+        if event == "step" and data["step"] == 200:
+            trainer.stop()  # the evaluation due at this step sees the flag and gives up
+
+    trainer.callbacks.append(stop_inside_eval)
+    trainer.run()
+    assert trainer.state == "stopped" and trainer.env_step == 200
+    assert not [r for r in trainer.history if r["kind"] == "eval"]
