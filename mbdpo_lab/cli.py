@@ -141,6 +141,9 @@ def cmd_train(args) -> None:
                       f"+- {data['eval_return_std']:.1f}")
 
     trainer.callbacks.append(on_event)
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: trainer.stop())  # `kill` stops cleanly, like Ctrl-C
     try:
         trainer.run(progress=bar.update)
     finally:
