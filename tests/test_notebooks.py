@@ -23,6 +23,7 @@ def test_notebooks_are_committed_without_outputs():
 def test_notebook_executes_in_fast_mode(path, monkeypatch, tmp_path):
     monkeypatch.setenv("MBDPO_FAST", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # small models: one thread, and no thread thrash on a busy box
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     start = time.perf_counter()
