@@ -5,20 +5,12 @@ Reads `LatentRollouts` (from `mbdpo_lab.analysis.collect_latents` or a saved npz
 """
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
 
 from ..analysis import LatentRollouts, Projection, project, structure_metrics
-
-
-def frame_png(frame: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(frame, np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
+from .denoising import frame_png
 
 
 def episode_metrics(rollouts: LatentRollouts) -> list[dict[str, float]]:
