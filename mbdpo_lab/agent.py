@@ -66,11 +66,13 @@ class MBDPO:
         enc_ids = {id(p) for p in enc_params}
         pi_ids = {id(p) for p in self.wm.pi_head.parameters()}
         rest = [p for p in self.wm.parameters() if p.requires_grad and id(p) not in enc_ids | pi_ids]
+        # The fused kernel does the same arithmetic as the per-tensor loop in one pass (~2x faster here).
+        fused = self.device.type in ("cpu", "cuda")
         self.optim = torch.optim.Adam([
             {"params": enc_params, "lr": cfg.lr * cfg.enc_lr_scale},
             {"params": rest, "lr": cfg.lr},
-        ], lr=cfg.lr)
-        self.pi_optim = torch.optim.Adam(self.wm.pi_head.parameters(), lr=cfg.lr, eps=1e-5)
+        ], lr=cfg.lr, fused=fused)
+        self.pi_optim = torch.optim.Adam(self.wm.pi_head.parameters(), lr=cfg.lr, eps=1e-5, fused=fused)
         self.q_scale = RunningScale(cfg.tau, self.device)
         self.diffusion = DiffusionPlanner.from_config(cfg)
         self.mppi = MPPIPlanner.from_config(cfg)
@@ -148,8 +150,7 @@ class MBDPO:
             f = wm.energy_logit(z.expand(3, *z.shape), cands).squeeze(-1)  # [3, M]
             hardest = f.argmax(0)
             negatives = cands[hardest, torch.arange(a.shape[0], device=a.device)]
-        pos = wm.energy_logit(z, a).squeeze(-1)
-        neg = wm.energy_logit(z, negatives).squeeze(-1)
+        pos, neg = wm.energy_logit(torch.cat([z, z]), torch.cat([a, negatives])).squeeze(-1).chunk(2)
         per_pair = F.softplus(-pos) + F.softplus(neg)
         loss = per_pair.mean() if weights is None else (per_pair * weights).sum() / weights.sum()
         return EnergyLossOut(loss, pos.detach(), neg.detach(), negatives)

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train an agent online")
     p.add_argument("--task", default="cartpole-swingup")
     p.add_argument("--preset", default="cpu")
-    p.add_argument("--steps", type=int, default=None, help="environment steps (default: the preset's)")
+    p.add_argument("--steps", type=int, default=None, help="environment steps, one act + one update each (default: the preset's)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--out", required=True, help="run directory (config.json, metrics.csv, checkpoints, videos)")

@@ -36,7 +36,10 @@ class Config:
     seed: int = 1
     """Seed for torch, numpy and the environment; same seed, same device -> same numbers."""
     steps: int = 100_000
-    """Environment steps (agent steps x action_repeat) to train for."""
+    """Environment steps to train for: calls of the action-repeated env, one act and one update each.
+
+    This is TD-MPC2's unit and the x-axis of the published curves (1 step = action_repeat simulator steps).
+    """
     action_repeat: int = 2
     """Each agent action is applied this many simulator steps."""
     episode_length: int = 500
@@ -106,9 +109,9 @@ class Config:
     discount: float = -1.0
     """Discount gamma; -1 derives it from episode_length (0.99 for DMControl)."""
     seed_steps: int = -1
-    """Uniform random agent steps before learning; -1 means max(1000, 5 x episode_length)."""
+    """Uniform random steps before learning; -1 means max(1000, 5 x episode_length)."""
     buffer_size: int = 1_000_000
-    """Replay capacity in agent steps."""
+    """Replay capacity in steps."""
     energy_noise_std: float = 0.5
     """Std of the Gaussian perturbation that makes one of the three negative candidates."""
     energy_stat_momentum: float = 0.99
@@ -148,7 +151,7 @@ class Config:
 
     # --- evaluation and logging ---------------------------------------------------------
     eval_every: int = 10_000
-    """Evaluate every this many environment steps (0 disables periodic evaluation)."""
+    """Evaluate every this many steps (0 disables periodic evaluation)."""
     eval_episodes: int = 10
     """Episodes per evaluation."""
     save_video: bool = True
@@ -156,7 +159,7 @@ class Config:
     video_size: int = 192
     """Height and width of evaluation videos."""
     checkpoint_every: int = 10_000
-    """Write the resumable checkpoint every this many environment steps (0: only at the end)."""
+    """Write the resumable checkpoint every this many steps (0: only at the end)."""
 
     preset: str = field(default="paper", metadata={"internal": True})
     """Name of the preset this config was built from (informational)."""
@@ -259,10 +262,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         num_elites=8,
         num_pi_trajs=4,
         batch_size=32,
-        steps=2_000,
+        steps=1_000,
         episode_length=100,
         seed_steps=200,
-        eval_every=1_000,
+        eval_every=500,
         eval_episodes=2,
         checkpoint_every=0,
         save_video=False,

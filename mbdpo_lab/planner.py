@@ -25,7 +25,7 @@ import torch
 from torch.profiler import record_function as phase  # named phases for `mbdpo-lab bench`
 
 from .config import Config
-from .world_model import WorldModel
+from .world_model import FusedStepHeads, WorldModel
 
 
 # --- what the planner searches ---------------------------------------------------------------
@@ -68,6 +68,7 @@ class WorldModelReturn:
         self.generator = generator
         self.heads = wm.draw_q_heads(generator)
         self.bf16 = bf16
+        self.step_heads = FusedStepHeads(wm)  # the weights stay fixed while this decision is planned
 
     def _autocast(self):
         if not self.bf16:
@@ -82,12 +83,10 @@ class WorldModelReturn:
         latents, rewards, energies = [z], [], []
         with self._autocast():
             for t in range(self.horizon):
-                a = actions[:, t]
-                with phase("heads"):
-                    rewards.append(wm.reward(z, a).squeeze(-1).float())
-                    energies.append(wm.standardised_energy(z, a).squeeze(-1).float())
-                with phase("rollout"):
-                    z = wm.next(z, a)
+                with phase("rollout"):  # dynamics, reward and energy in one fused pass
+                    z, reward_logits, energy_logit = self.step_heads(z, actions[:, t])
+                rewards.append(wm.two_hot.decode(reward_logits).float())
+                energies.append(wm.standardise_energy(energy_logit).squeeze(-1).float())
                 latents.append(z)
             with phase("heads"):
                 terminal = wm.q(z, wm.pi(z, self.generator).action, "avg", heads=self.heads).squeeze(-1).float()

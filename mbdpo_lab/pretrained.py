@@ -75,7 +75,7 @@ def export_run(run_dir: str | Path, name: str, directory: Path = PRETRAINED_DIR,
     result = evaluate_checkpoint(target, episodes)
     entry = dict(
         file=target.name, task=cfg.task, preset=cfg.preset, eta=cfg.eta, seed=cfg.seed,
-        steps=int(ckpt.meta.get("env_step", cfg.steps)), wall_time_s=_wall_time(run_dir),
+        steps=int(ckpt.meta.get("agent_step", cfg.steps)), wall_time_s=_wall_time(run_dir),
         device=device_note or f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)",
         eval_return_mean=round(result["mean_return"], 2), eval_return_std=round(result["std_return"], 2),
         eval_episodes=episodes, eval_seed=EVAL_SEED, sha256=file_sha256(target),

@@ -29,7 +29,7 @@ from .envs import make_env
 Callback = Callable[[str, dict[str, Any]], None]
 
 CSV_COLUMNS = [
-    "step", "agent_step", "episode", "kind", "episode_return", "eval_return", "eval_return_std",
+    "step", "sim_step", "episode", "kind", "episode_return", "eval_return", "eval_return_std",
     "consistency_loss", "reward_loss", "value_loss", "energy_loss", "score_loss", "pi_loss", "pi_entropy",
     "total_loss", "grad_norm", "energy_pos_logit", "energy_neg_logit", "energy_accuracy", "energy_mean",
     "energy_std", "q_scale", "steps_per_s", "planner_ms", "update_ms", "wall_time",
@@ -85,7 +85,7 @@ class Trainer:
         self.eval_env = make_env(cfg.task, seed=cfg.seed + 10_000, action_repeat=cfg.action_repeat,
                                  episode_length=cfg.episode_length)
         self.agent = agent or MBDPO(cfg, self.env.obs_dim, self.env.act_dim)
-        capacity = min(cfg.buffer_size, cfg.steps // cfg.action_repeat + cfg.episode_length + 1)
+        capacity = min(cfg.buffer_size, cfg.steps + cfg.episode_length + 1)
         self.buffer = ReplayBuffer(self.env.obs_dim, self.env.act_dim, capacity, cfg.horizon, seed=cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.callbacks: list[Callback] = list(callbacks or [])
@@ -115,8 +115,11 @@ class Trainer:
     # --- counters --------------------------------------------------------------------------
     @property
     def env_step(self) -> int:
-        """Environment steps so far (agent steps x action repeat), the x-axis of every curve."""
-        return self.agent_step * self.cfg.action_repeat
+        """Steps of the action-repeated environment so far (= agent steps), the x-axis of every curve.
+
+        The unit of ``cfg.steps`` and of the published curves; the simulator ran action_repeat times more.
+        """
+        return self.agent_step
 
     @property
     def done(self) -> bool:
@@ -167,9 +170,9 @@ class Trainer:
 
     def _end_episode(self) -> None:
         elapsed = max(time.perf_counter() - self._ep_start_time, 1e-9)
-        row: dict[str, Any] = dict(step=self.env_step, agent_step=self.agent_step, episode=self.episode,
-                                   kind="episode", episode_return=self._ep_return,
-                                   steps_per_s=(self.agent_step - self._ep_start_step) * self.cfg.action_repeat / elapsed,
+        row: dict[str, Any] = dict(step=self.env_step, sim_step=self.agent_step * self.cfg.action_repeat,
+                                   episode=self.episode, kind="episode", episode_return=self._ep_return,
+                                   steps_per_s=(self.agent_step - self._ep_start_step) / elapsed,
                                    wall_time=time.perf_counter() - self._wall_start)
         if self._ep_losses:
             for key in self._ep_losses[0]:
@@ -192,7 +195,8 @@ class Trainer:
                           seed=cfg.seed + self.agent_step, should_stop=self._stop.is_set)
         if result is None:
             return None
-        row = dict(step=self.env_step, agent_step=self.agent_step, episode=self.episode, kind="eval",
+        row = dict(step=self.env_step, sim_step=self.agent_step * self.cfg.action_repeat, episode=self.episode,
+                   kind="eval",
                    eval_return=result["mean_return"], eval_return_std=result["std_return"],
                    planner_ms=result["planner_ms"], wall_time=time.perf_counter() - self._wall_start)
         if result["frames"] is not None and self.out_dir:

@@ -101,7 +101,10 @@ class WorldModel(nn.Module):
 
     def standardised_energy(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """(F - running mean) / running std, clipped to +-energy_clip: the planner's anchor term."""
-        f = (self.energy_logit(z, a).float() - self.energy_mean) / self.energy_std
+        return self.standardise_energy(self.energy_logit(z, a))
+
+    def standardise_energy(self, logit: torch.Tensor) -> torch.Tensor:
+        f = (logit.float() - self.energy_mean) / self.energy_std
         return f.clamp(-self.cfg.energy_clip, self.cfg.energy_clip)
 
     def q_logits(self, z: torch.Tensor, a: torch.Tensor, heads: list[int] | None = None,
@@ -136,3 +139,42 @@ class WorldModel(nn.Module):
         # change of variables for tanh: log|d tanh(u)/du| = log(1 - tanh(u)^2)
         log_prob = log_prob - torch.log(F.relu(1 - action.pow(2)) + 1e-6).sum(-1, keepdim=True)
         return PolicySample(action=action, mean=torch.tanh(mu), log_prob=log_prob)
+
+
+class FusedStepHeads:
+    """Dynamics, reward and energy MLPs run as one three-member ensemble, for planning (no gradients).
+
+    All three read the same [z, a]: one matmul replaces three first layers and one batched matmul the
+    three second layers, with LayerNorm and Mish applied once to the stacked activations. Same numbers
+    as `WorldModel.next / reward_logits / energy_logit` up to float rounding (a test checks it).
+    Built from the current weights; build a new one after the weights change.
+    """
+
+    def __init__(self, wm: WorldModel):
+        nets = (wm.dynamics, wm.reward_head, wm.energy_head)
+        for net in nets:  # [NormedLinear, NormedLinear, Linear, (SimNorm)] with blocks [Linear, LayerNorm, Mish]
+            blocks = list(net[:2])
+            if not all(len(b) == 3 and isinstance(b[1], nn.LayerNorm) for b in blocks):
+                raise ValueError("FusedStepHeads expects two LayerNorm-Mish hidden blocks without dropout")
+        with torch.no_grad():
+            first = [net[0][0] for net in nets]
+            self.w1 = torch.cat([l.weight for l in first])  # [3 * hidden, za]
+            self.b1 = torch.cat([l.bias for l in first])
+            self.hidden = first[0].out_features
+            self.ln_eps = nets[0][0][1].eps
+            self.g1, self.beta1 = (torch.stack([getattr(net[0][1], k) for net in nets]) for k in ("weight", "bias"))
+            self.w2 = torch.stack([net[1][0].weight.t() for net in nets])  # [3, hidden, hidden]
+            self.b2 = torch.stack([net[1][0].bias for net in nets]).unsqueeze(1)
+            self.g2, self.beta2 = (torch.stack([getattr(net[1][1], k) for net in nets]).unsqueeze(1)
+                                   for k in ("weight", "bias"))
+        self.outs = [net[2] for net in nets]
+        self.simnorm = wm.dynamics[3]
+
+    def __call__(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(next latent, reward logits, F logit) for z [N, L], a [N, A]."""
+        n, h = z.shape[0], self.hidden
+        x = F.linear(torch.cat([z, a], -1), self.w1, self.b1).view(n, 3, h)
+        x = F.mish(torch.addcmul(self.beta1, F.layer_norm(x, (h,), eps=self.ln_eps), self.g1))
+        x = torch.baddbmm(self.b2, x.transpose(0, 1), self.w2)  # [3, N, hidden]
+        x = F.mish(torch.addcmul(self.beta2, F.layer_norm(x, (h,), eps=self.ln_eps), self.g2))
+        return self.simnorm(self.outs[0](x[0])), self.outs[1](x[1]), self.outs[2](x[2])

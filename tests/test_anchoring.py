@@ -165,7 +165,7 @@ def test_eta_sweep_same_noise_and_energy_grows_with_eta(tiny_cfg):
 # --- the paired experiment -------------------------------------------------------------------------
 
 def _tiny(**kw):
-    base = dict(task="cartpole-swingup", steps=240, episode_length=30, seed_steps=100, eval_every=120,
+    base = dict(task="cartpole-swingup", steps=120, episode_length=30, seed_steps=100, eval_every=60,
                 eval_episodes=1, batch_size=16, device="cpu")
     base.update(kw)
     return make_config("tiny", **base)
@@ -213,7 +213,7 @@ def test_metrics_csv_has_a_row_per_evaluation_per_agent(paired):
     rows = list(csv.DictReader(open(out / "anchor_metrics.csv")))
     assert list(rows[0]) == CSV_COLUMNS
     assert sorted((r["agent"], int(r["step"])) for r in rows) == \
-        [("eta=0", 120), ("eta=0", 240), ("eta=0.01", 120), ("eta=0.01", 240)]
+        [("eta=0", 60), ("eta=0", 120), ("eta=0.01", 60), ("eta=0.01", 120)]
     for r in rows:
         assert int(r["episodes"]) == 2
         for key in ("overestimation", "prior_distance", "energy", "state_nn_distance", "td_plan_abs",
@@ -263,7 +263,7 @@ def test_compare_checkpoints_measures_two_trained_agents(paired, tmp_path):
     result = compare_checkpoints([str(out / "eta0.01"), str(out / "eta0" / "agent.safetensors")], tmp_path / "ck",
                                  episodes=2, sweep_etas=(0.0, 0.1), sweep_steps=3, video=False)
     assert result.labels == ["eta=0", "eta=0.01"] and result.mode == "checkpoints"
-    assert [r["step"] for r in result.rows] == [240, 240]
+    assert [r["step"] for r in result.rows] == [120, 120]
     assert not any("differs" in n for n in result.notes), result.notes
     assert all(math.isfinite(r["state_nn_distance"]) for r in result.rows)  # replay found beside the run
     assert any(r["kind"] == "eval" for r in result.history)

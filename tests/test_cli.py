@@ -34,9 +34,9 @@ def test_bad_input_exits_nonzero_with_one_line(args, message, tmp_path, monkeypa
 
 def test_train_eval_bench_end_to_end(tmp_path):
     out = tmp_path / "run"
-    code, stdout, stderr = run_cli("train", "--task", "pendulum-swingup", "--preset", "tiny", "--steps", "400",
+    code, stdout, stderr = run_cli("train", "--task", "pendulum-swingup", "--preset", "tiny", "--steps", "200",
                                    "--out", str(out), "--no-progress", "--set", "episode_length=50",
-                                   "--set", "seed_steps=100", "--set", "eval_every=400", "--set", "save_video=true")
+                                   "--set", "seed_steps=100", "--set", "eval_every=200", "--set", "save_video=true")
     assert code == 0, stderr
     assert (out / "config.json").exists() and (out / "agent.safetensors").exists()
     header = (out / "metrics.csv").read_text().splitlines()[0].split(",")

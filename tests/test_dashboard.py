@@ -19,7 +19,7 @@ from mbdpo_lab.widgets.dashboard import (ConsoleReport, DashboardData, MetricsFe
                                          Throttle, TrainingDashboard, eta_seconds, format_duration,
                                          fresh_run_dir, phase_text, status_line)
 
-# A tiny run: 50-step episodes (100 env steps), 100 random seed steps (200 env steps), 1 thread.
+# A tiny run: 50-step episodes, 100 random seed steps, 1 thread.
 TINY = dict(task="cartpole-swingup", preset="tiny", seed=0, device="cpu", refresh_s=0.2,
             episode_length=50, seed_steps=100, eval_episodes=1, batch_size=16)
 
@@ -58,7 +58,7 @@ def test_throttle_rate_eta_and_format():
 def test_phase_text_follows_the_trainer():
     cfg = make_config("tiny", seed_steps=100, eval_every=400)
     assert phase_text(10, cfg).startswith("seed phase")
-    assert "updates on the seed data" in phase_text(198, cfg)
+    assert "updates on the seed data" in phase_text(99, cfg)
     assert phase_text(400, cfg).startswith("evaluating")
     assert phase_text(400, cfg, last_eval_step=400).startswith("learning")
 
@@ -147,7 +147,7 @@ def test_bad_settings_are_refused_without_a_thread(tmp_path):
 
 def test_start_pause_resume_stop_checkpoint_video(tmp_path):
     seen = []
-    dash = TrainingDashboard(**TINY, steps=1000, eval_every=400, save_video=True, video_size=48,
+    dash = TrainingDashboard(**TINY, steps=500, eval_every=200, save_video=True, video_size=48,
                              out_dir=tmp_path / "run", callbacks=[lambda e, d: seen.append((e, d.get("step")))])
     # reference curves for the task are drawn before anything runs
     names = [t.name for t in dash.fig_returns.data]
@@ -157,7 +157,7 @@ def test_start_pause_resume_stop_checkpoint_video(tmp_path):
 
     assert dash.start() is True
     assert dash.start() is False and "already in progress" in dash.message  # second Start refused
-    assert dash.wait_for(lambda: dash.trainer is not None and dash.trainer.env_step >= 300, 60)
+    assert dash.wait_for(lambda: dash.trainer is not None and dash.trainer.env_step >= 150, 60)
     assert dash.start() is False
 
     assert dash.pause() is True
@@ -167,7 +167,7 @@ def test_start_pause_resume_stop_checkpoint_video(tmp_path):
     assert dash.state == "paused" and dash.running
 
     assert dash.resume() is True
-    assert dash.wait_for(lambda: dash.trainer.env_step >= 500, 60)  # past the eval at 400
+    assert dash.wait_for(lambda: dash.trainer.env_step >= 250, 60)  # past the eval at 200
     assert dash.stop() is True
     assert dash.wait(60)
     trainer = dash.trainer
@@ -179,7 +179,7 @@ def test_start_pause_resume_stop_checkpoint_video(tmp_path):
     assert dash.progress_w.value == stopped_at
     assert f"{stopped_at:,}" in dash.progress_label.value
     assert len(dash.fig_returns.data[0].x) >= 3  # training episode returns
-    assert len(dash.fig_returns.data[1].x) >= 1  # evaluation at step 400
+    assert len(dash.fig_returns.data[1].x) >= 1  # evaluation at step 200
     loss_x = {t.name: len(t.x) for t in dash.fig_losses.data}
     assert loss_x["energy_loss"] > 0 and loss_x["value_loss"] > 0 and loss_x["consistency_loss"] > 0
     assert all(len(t.x) > 0 for t in dash.fig_energy.data)
@@ -187,21 +187,21 @@ def test_start_pause_resume_stop_checkpoint_video(tmp_path):
     assert max(dash.fig_returns.data[1].x) <= stopped_at
 
     # the evaluation video is shown inline with its return
-    assert dash.video_w.value[4:8] == b"ftyp" and "eval at step 400" in dash.video_caption.value
+    assert dash.video_w.value[4:8] == b"ftyp" and "eval at step 200" in dash.video_caption.value
 
     # a checkpoint of the stopped state exists and loads; the agent stays usable
     ckpt = load_checkpoint(dash.run_dir / "checkpoints" / "last.safetensors")
-    assert ckpt.meta["env_step"] == stopped_at and ckpt.has_optimizer
+    assert ckpt.meta["agent_step"] == stopped_at and ckpt.has_optimizer
     obs = trainer.env.reset()
     assert dash.agent.act(obs, t0=True, eval_mode=True).shape == (trainer.env.act_dim,)
 
     # Resume continues from the same step (the first new step event is the next one)
     n_seen = len(seen)
     assert dash.resume() is True
-    assert dash.wait_for(lambda: dash.trainer.env_step >= stopped_at + 40, 60)
+    assert dash.wait_for(lambda: dash.trainer.env_step >= stopped_at + 20, 60)
     assert dash.stop() and dash.wait(60)
     new_steps = [s for e, s in seen[n_seen:] if e == "step"]
-    assert dash.trainer is trainer and new_steps[0] == stopped_at + trainer.cfg.action_repeat
+    assert dash.trainer is trainer and new_steps[0] == stopped_at + 1
     assert dash.step_counter == trainer.env_step
 
 
@@ -209,31 +209,31 @@ def test_exception_in_training_thread_surfaces_and_state_stays_consistent(tmp_pa
     fired = []
 
     def explode(event, data):
-        if event == "step" and data["step"] == 250 and not fired:  # mid-episode, after the seed phase
+        if event == "step" and data["step"] == 125 and not fired:  # mid-episode, after the seed phase
             fired.append(True)
             raise ValueError("injected failure for the test")
 
-    dash = TrainingDashboard(**TINY, steps=400, eval_every=0, out_dir=tmp_path / "run", callbacks=[explode])
+    dash = TrainingDashboard(**TINY, steps=200, eval_every=0, out_dir=tmp_path / "run", callbacks=[explode])
     assert dash.start()
     assert dash.wait(60)
     trainer = dash.trainer
     assert trainer.state == "failed" and dash.state == "failed" and not dash.running
-    assert trainer.env_step == 250 and dash.step_counter == 250
+    assert trainer.env_step == 125 and dash.step_counter == 125
     assert "injected failure for the test" in dash.error_text
     assert "injected failure for the test" in dash.error_w.value and dash.error_w.layout.display != "none"
-    assert "failed at step 250" in dash.message
+    assert "failed at step 125" in dash.message
     assert dash.progress_w.bar_style == "danger"
     assert not dash.resume_button.disabled and dash.stop_button.disabled
 
     ckpt = load_checkpoint(dash.run_dir / "checkpoints" / "last.safetensors")
-    assert ckpt.meta["env_step"] == 250
+    assert ckpt.meta["agent_step"] == 125
     assert np.all(np.isfinite(dash.agent.act(trainer.env.reset(), t0=True, eval_mode=True)))
 
     # Resume after the failure: from the checkpoint written when it failed, to the end
     assert dash.resume()
     assert dash.wait(60)
-    assert dash.state == "finished" and dash.trainer.env_step == 400 and dash.error_text is None
-    assert dash.error_w.layout.display == "none" and dash.step_counter == 400
+    assert dash.state == "finished" and dash.trainer.env_step == 200 and dash.error_text is None
+    assert dash.error_w.layout.display == "none" and dash.step_counter == 200
     episode_steps = [r["step"] for r in dash.history if r["kind"] == "episode"]
-    assert episode_steps[:2] == [100, 200] and episode_steps == sorted(episode_steps)  # the whole run
-    assert load_checkpoint(dash.run_dir / "agent.safetensors").meta["env_step"] == 400
+    assert episode_steps[:2] == [50, 100] and episode_steps == sorted(episode_steps)  # the whole run
+    assert load_checkpoint(dash.run_dir / "agent.safetensors").meta["agent_step"] == 200

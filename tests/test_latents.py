@@ -140,6 +140,8 @@ def test_latent_explorer_widget_reads_cached_projection():
     assert ex.projection() is proj  # moving in time did not refit
     ex.color_by.value = "reward"
     np.testing.assert_allclose(ex.figure.data[0].marker.color[:-1], ro.rewards[0])
+    ex.connect.value = False
+    assert ex.figure.data[0].mode == "markers" and ex.figure.data[1].mode == "lines"  # branches stay lines
     ex.dims.value = 3
     assert ex.figure.data[0].type == "scatter3d"
     assert "cyclicity" in ex.metrics.value

@@ -45,12 +45,12 @@ def test_export_run_writes_manifest_entry(tmp_path):
     from mbdpo_lab.config import make_config
     from mbdpo_lab.trainer import Trainer
 
-    cfg = make_config("tiny", task="pendulum-swingup", steps=200, episode_length=50, seed_steps=100,
+    cfg = make_config("tiny", task="pendulum-swingup", steps=100, episode_length=50, seed_steps=100,
                       eval_every=0, device="cpu", eta=0.0)
     Trainer(cfg, out_dir=tmp_path / "run").run()
     entry = export_run(tmp_path / "run", "pend-tiny", directory=tmp_path / "assets", episodes=1)
     manifest = json.loads((tmp_path / "assets" / "manifest.json").read_text())["agents"]
     assert manifest["pend-tiny"] == entry
-    assert entry["steps"] == 200 and entry["eta"] == 0.0 and entry["preset"] == "tiny"
+    assert entry["steps"] == 100 and entry["eta"] == 0.0 and entry["preset"] == "tiny"
     assert "--set eta=0.0" in entry["command"] and "--task pendulum-swingup" in entry["command"]
     assert load_pretrained("pend-tiny", directory=tmp_path / "assets").agent.cfg.eta == 0.0

@@ -85,3 +85,23 @@ def test_shipped_planner_matches_reference():
         agent.prev_plan = torch.cat([torch.zeros(1, 2), warm[:2]])  # shifted one step, this is `warm`
         got = agent.plan(obs, t0=False, generator=torch.Generator().manual_seed(seed))
         torch.testing.assert_close(got.plan, expected, rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_fused_step_heads_equal_the_separate_networks():
+    from mbdpo_lab.world_model import FusedStepHeads
+
+    cfg = make_config("tiny", device="cpu")
+    torch.manual_seed(3)
+    wm = MBDPO(cfg, obs_dim=5, act_dim=2).wm
+    for layer in (wm.reward_head[-1], wm.energy_head[-1]):
+        torch.nn.init.normal_(layer.weight, std=0.5)
+    for norm in (wm.dynamics[0][1], wm.reward_head[1][1], wm.energy_head[0][1]):
+        torch.nn.init.normal_(norm.weight)  # non-trivial LayerNorm affines, different per head
+        torch.nn.init.normal_(norm.bias)
+    z = wm.encode(torch.randn(64, 5))
+    a = torch.rand(64, 2) * 2 - 1
+    nxt, reward_logits, f = FusedStepHeads(wm)(z, a)
+    torch.testing.assert_close(nxt, wm.next(z, a), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(reward_logits, wm.reward_logits(z, a), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(f, wm.energy_logit(z, a), rtol=1e-5, atol=1e-5)

@@ -10,15 +10,15 @@ from mbdpo_lab.trainer import Trainer
 
 
 def _cfg(**kw):
-    base = dict(task="cartpole-swingup", steps=600, episode_length=50, seed_steps=100, eval_every=0,
+    base = dict(task="cartpole-swingup", steps=300, episode_length=50, seed_steps=100, eval_every=0,
                 eval_episodes=1, device="cpu", batch_size=16)
     base.update(kw)
     return make_config("tiny", **base)
 
 
 def test_same_seed_same_numbers():
-    a = Trainer(_cfg(steps=400)).run()
-    b = Trainer(_cfg(steps=400)).run()
+    a = Trainer(_cfg(steps=200)).run()
+    b = Trainer(_cfg(steps=200)).run()
     assert [r["episode_return"] for r in a.history] == [r["episode_return"] for r in b.history]
     assert a.history[-1]["value_loss"] == b.history[-1]["value_loss"]
 
@@ -28,34 +28,34 @@ def test_step_pause_stop_resume_and_checkpoint(tmp_path):
     trainer = Trainer(_cfg(), out_dir=tmp_path, callbacks=[lambda e, d: events.append((e, d))])
     for _ in range(60):
         trainer.step()
-    assert trainer.agent_step == 60 and trainer.env_step == 120
+    assert trainer.agent_step == 60 and trainer.env_step == 60
 
-    def stop_at_300(event, data):
-        if event == "step" and data["step"] >= 300:
+    def stop_at_150(event, data):
+        if event == "step" and data["step"] >= 150:
             trainer.stop()
 
-    trainer.callbacks.append(stop_at_300)
+    trainer.callbacks.append(stop_at_150)
     trainer.run()
-    assert trainer.state == "stopped" and trainer.env_step == 300
+    assert trainer.state == "stopped" and trainer.env_step == 150
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.safetensors")
-    assert ckpt.meta["env_step"] == 300 and ckpt.has_optimizer
+    assert ckpt.meta["agent_step"] == 150 and ckpt.has_optimizer
     assert any(e == "checkpoint" for e, _ in events)
 
     resumed = Trainer.resume_from(tmp_path)
-    assert resumed.env_step == 300 and resumed.buffer.num_transitions == trainer.buffer.num_transitions
+    assert resumed.env_step == 150 and resumed.buffer.num_transitions == trainer.buffer.num_transitions
     resumed.run()
-    assert resumed.state == "finished" and resumed.env_step == 600
+    assert resumed.state == "finished" and resumed.env_step == 300
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
     assert {"step", "eval_return", "episode_return", "energy_loss"} <= set(rows[0])
     steps = [int(r["step"]) for r in rows if r["kind"] == "episode"]
-    assert steps == sorted(steps) and steps[-1] == 600
+    assert steps == sorted(steps) and steps[-1] == 300
 
 
 def test_ctrl_c_leaves_usable_agent_and_intact_checkpoint(tmp_path):
     trainer = Trainer(_cfg(), out_dir=tmp_path)
 
     def interrupt(event, data):
-        if event == "step" and data["step"] >= 260:
+        if event == "step" and data["step"] >= 130:
             raise KeyboardInterrupt
 
     trainer.callbacks.append(interrupt)
@@ -71,22 +71,22 @@ def test_exception_in_training_is_reported_and_state_kept(tmp_path):
     trainer = Trainer(_cfg(), out_dir=tmp_path, callbacks=[lambda e, d: errors.append(d) if e == "error" else None])
 
     def boom(event, data):
-        if event == "step" and data["step"] >= 240:
+        if event == "step" and data["step"] >= 120:
             raise ValueError("injected")
 
     trainer.callbacks.append(boom)
     with pytest.raises(ValueError):
         trainer.run()
     assert trainer.state == "failed" and "injected" in errors[0]["error"]
-    assert load_checkpoint(tmp_path / "checkpoints" / "last.safetensors").meta["env_step"] == 240
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.safetensors").meta["agent_step"] == 120
     trainer.callbacks.pop()
     trainer.run()  # the same trainer can carry on
     assert trainer.state == "finished"
 
 
 def test_tiny_training_has_finite_losses_and_rising_return():
-    cfg = make_config("tiny", task="cartpole-swingup", steps=3000, episode_length=100, seed_steps=200,
-                      eval_every=3000, eval_episodes=3, device="cpu", seed=1)
+    cfg = make_config("tiny", task="cartpole-swingup", steps=1500, episode_length=100, seed_steps=200,
+                      eval_every=1500, eval_episodes=3, device="cpu", seed=1)
     trainer = Trainer(cfg).run()
     episodes = [r for r in trainer.history if r["kind"] == "episode"]
     for row in episodes[1:]:
@@ -98,13 +98,13 @@ def test_tiny_training_has_finite_losses_and_rising_return():
 
 
 def test_stop_interrupts_an_evaluation_without_recording_it(tmp_path):
-    trainer = Trainer(_cfg(eval_every=200, eval_episodes=3), out_dir=tmp_path)
+    trainer = Trainer(_cfg(eval_every=100, eval_episodes=3), out_dir=tmp_path)
 
     def stop_inside_eval(event, data):
-        if event == "step" and data["step"] == 200:
+        if event == "step" and data["step"] == 100:
             trainer.stop()  # the evaluation due at this step sees the flag and gives up
 
     trainer.callbacks.append(stop_inside_eval)
     trainer.run()
-    assert trainer.state == "stopped" and trainer.env_step == 200
+    assert trainer.state == "stopped" and trainer.env_step == 100
     assert not [r for r in trainer.history if r["kind"] == "eval"]

@@ -619,7 +619,7 @@ def compare_checkpoints(checkpoints: Sequence[str], out: str | Path | None = Non
             result.notes.append(f"no video for {label}: {str(exc).splitlines()[0]}")
             rollouts = collect_anchor_rollouts(agent, env, episodes, seed=seed + 20_000)
         metrics = evaluation_metrics(rollouts, behaviour, tail=tail)
-        step = ck.meta.get("env_step") or int(ck.meta.get("agent_step", 0)) * cfg.action_repeat
+        step = int(ck.meta.get("agent_step", 0))
         result.rows.append(make_row(label, cfg.eta, int(step or 0), metrics, tail))
         if rollouts.episodes and rollouts.episodes[0].frames is not None:
             result.frames[label] = rollouts.episodes[0].frames
@@ -858,7 +858,7 @@ def add_compare_anchor_parser(subparsers) -> argparse.ArgumentParser:
                     "--checkpoints; writes anchor_metrics.csv and a self-contained anchor_report.html to --out.")
     p.add_argument("--task", default="cartpole-swingup")
     p.add_argument("--preset", default="cpu")
-    p.add_argument("--steps", type=int, default=None, help="environment steps per agent (default: the preset's)")
+    p.add_argument("--steps", type=int, default=None, help="environment steps per agent, one act + one update each (default: the preset's)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", required=True, help="directory for the CSVs, the HTML report and the runs")
     p.add_argument("--eta-large", type=float, default=None, help="also train a third agent with this eta")

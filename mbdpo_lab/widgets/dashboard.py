@@ -181,10 +181,10 @@ def format_duration(seconds: float | None) -> str:
 
 def phase_text(env_step: int, cfg: Config, last_eval_step: int | None = None) -> str:
     """What the trainer is doing at ``env_step`` (the seed phase and its burst of updates take a while)."""
-    seed_env = cfg.num_seed_steps * cfg.action_repeat
-    if env_step < seed_env - cfg.action_repeat:
-        return f"seed phase: uniform random actions until step {seed_env}"
-    if env_step < seed_env:
+    seed_end = cfg.num_seed_steps
+    if env_step < seed_end - 1:
+        return f"seed phase: uniform random actions until step {seed_end}"
+    if env_step < seed_end:
         return f"running {cfg.num_seed_steps} updates on the seed data (no step events until they finish)"
     if cfg.eval_every and env_step % cfg.eval_every == 0 and last_eval_step != env_step:
         n = cfg.eval_episodes

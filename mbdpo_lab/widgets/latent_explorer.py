@@ -35,8 +35,12 @@ def metrics_html(per_task: dict[str, list[dict[str, float]]]) -> str:
 
 
 def path_traces(proj: Projection, rollouts: LatentRollouts, color_by: str = "time", show_imagined: bool = True,
-                imagined_stride: int = 10, episodes: list[int] | None = None) -> list[dict[str, Any]]:
-    """Plotly trace dicts: one path per episode, imagined branches (every ``imagined_stride`` steps)."""
+                imagined_stride: int = 10, episodes: list[int] | None = None,
+                connect: bool = True) -> list[dict[str, Any]]:
+    """Plotly trace dicts: one path per episode, imagined branches (every ``imagined_stride`` steps).
+
+    ``connect=False`` draws points only: long episodes that revisit a region read better as a cloud.
+    """
     dims = proj.dims
     episodes = list(range(len(proj.real))) if episodes is None else episodes
     traces: list[dict[str, Any]] = []
@@ -50,7 +54,8 @@ def path_traces(proj: Projection, rollouts: LatentRollouts, color_by: str = "tim
         else:
             color = np.arange(len(pts), dtype=float)
             cbar = "time step"
-        trace = dict(type="scatter3d" if dims == 3 else "scatter", mode="lines+markers", name=f"episode {ep}",
+        trace = dict(type="scatter3d" if dims == 3 else "scatter", mode="lines+markers" if connect else "markers",
+                     name=f"episode {ep}",
                      line=dict(color="rgba(120,120,120,0.4)", width=1),
                      marker=dict(size=3 if dims == 3 else 5, color=color, colorscale="Viridis",
                                  showscale=ep == episodes[0], colorbar=dict(title=cbar)),
@@ -85,6 +90,7 @@ class LatentExplorer:
         self.dims = W.ToggleButtons(options=[2, 3], value=dims, description="dims")
         self.color_by = W.ToggleButtons(options=["time", "reward"], value="time", description="colour")
         self.show_imagined = W.Checkbox(value=True, description="imagined branches")
+        self.connect = W.Checkbox(value=True, description="connect steps")
         self.episode = W.Dropdown(description="episode")
         self.time = W.IntSlider(description="time step", min=0, max=1, continuous_update=True)
         self.frame = W.Image(format="png", width=220, height=220)
@@ -94,12 +100,12 @@ class LatentExplorer:
                                                   legend=dict(orientation="h")))
         self.metric_rows = {t: episode_metrics(r) for t, r in self.rollouts.items()}
         self.metrics.value = metrics_html(self.metric_rows)
-        for w in (self.task_picker, self.method, self.dims, self.color_by, self.show_imagined):
+        for w in (self.task_picker, self.method, self.dims, self.color_by, self.show_imagined, self.connect):
             w.observe(self._redraw, names="value")
         self.episode.observe(self._episode_changed, names="value")
         self.time.observe(self._move_marker, names="value")
         controls = W.VBox([self.task_picker, self.method, self.dims, self.color_by, self.show_imagined,
-                           self.episode, self.time, self.frame])
+                           self.connect, self.episode, self.time, self.frame])
         self.widget = W.VBox([W.HBox([self.figure, controls]), self.status, self.metrics])
         self._set_episodes()
         self._redraw()
@@ -123,7 +129,8 @@ class LatentExplorer:
             self._set_episodes()
         self.status.value = f"<i>projecting with {self.method.value}...</i>"
         proj = self.projection()
-        traces = path_traces(proj, self.current, self.color_by.value, self.show_imagined.value)
+        traces = path_traces(proj, self.current, self.color_by.value, self.show_imagined.value,
+                             connect=self.connect.value)
         marker = dict(type="scatter3d" if proj.dims == 3 else "scatter", mode="markers", name="now",
                       marker=dict(size=8 if proj.dims == 3 else 14, color="red", symbol="x"))
         with self.figure.batch_update():
