@@ -174,10 +174,10 @@ def cmd_eval(args) -> None:
     ckpt = _load_agent(args.checkpoint, args.device, args.overrides)
     agent, cfg = ckpt.agent, ckpt.agent.cfg
     seed_everything(args.seed)
-    env = make_env(cfg.task, seed=args.seed + 20_000, action_repeat=cfg.action_repeat,
-                   episode_length=cfg.episode_length)
-    result = evaluate(agent, env, args.episodes, planner=args.planner,
-                      video_size=cfg.video_size if args.video else 0, seed=args.seed)
+    with make_env(cfg.task, seed=args.seed + 20_000, action_repeat=cfg.action_repeat,
+                  episode_length=cfg.episode_length) as env:
+        result = evaluate(agent, env, args.episodes, planner=args.planner,
+                          video_size=cfg.video_size if args.video else 0, seed=args.seed)
     if args.video:
         from .rendering import write_video
 
@@ -200,11 +200,11 @@ def cmd_latents(args) -> None:
     cfg = ckpt.agent.cfg
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    env = make_env(cfg.task, seed=args.seed + 30_000, action_repeat=cfg.action_repeat,
-                   episode_length=cfg.episode_length)
     start = time.perf_counter()
-    rollouts = collect_latents(ckpt.agent, env, args.episodes, frames=args.frames, max_steps=args.max_steps,
-                               seed=args.seed)
+    with make_env(cfg.task, seed=args.seed + 30_000, action_repeat=cfg.action_repeat,
+                  episode_length=cfg.episode_length) as env:
+        rollouts = collect_latents(ckpt.agent, env, args.episodes, frames=args.frames, max_steps=args.max_steps,
+                                   seed=args.seed)
     collect_s = time.perf_counter() - start
     rollouts.save(out / "latents.npz")
     proj = project(rollouts, method=args.method, dims=args.dims, seed=args.seed)

@@ -100,6 +100,18 @@ class DMControlEnv:
     def random_action(self, rng: np.random.Generator) -> np.ndarray:
         return rng.uniform(-1, 1, self.act_dim).astype(np.float32)
 
+    def close(self) -> None:
+        """Free MuJoCo's native data and GL contexts now (a long notebook session makes many envs)."""
+        if self._env is not None:
+            self._env.physics.free()
+            self._env = None
+
+    def __enter__(self) -> "DMControlEnv":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 def make_env(task: str, seed: int = 0, action_repeat: int = 2, episode_length: int = 500) -> DMControlEnv:
     return DMControlEnv(task, seed=seed, action_repeat=action_repeat, episode_length=episode_length)

@@ -51,13 +51,13 @@ def rollout_frames(agent, episodes_steps: int = 200, size: int = 192, seed: int 
     from .envs import make_env
 
     cfg = agent.cfg
-    env = make_env(cfg.task, seed=seed, action_repeat=cfg.action_repeat, episode_length=cfg.episode_length)
     gen = torch.Generator(device=agent.device).manual_seed(seed)
-    obs, frames, total = env.reset(), [], 0.0
-    for t in range(episodes_steps):
-        frames.append(env.render(size, size))
-        obs, reward, done = env.step(agent.act(obs, t0=(t == 0), eval_mode=True, planner=planner, generator=gen))
-        total += reward
-        if done:
-            break
+    with make_env(cfg.task, seed=seed, action_repeat=cfg.action_repeat, episode_length=cfg.episode_length) as env:
+        obs, frames, total = env.reset(), [], 0.0
+        for t in range(episodes_steps):
+            frames.append(env.render(size, size))
+            obs, reward, done = env.step(agent.act(obs, t0=(t == 0), eval_mode=True, planner=planner, generator=gen))
+            total += reward
+            if done:
+                break
     return np.asarray(frames), total

@@ -40,8 +40,8 @@ def evaluate_checkpoint(path: Path, episodes: int = 10, seed: int = EVAL_SEED) -
     ckpt = load_checkpoint(path, device="cpu")
     cfg = ckpt.agent.cfg
     seed_everything(seed)
-    env = make_env(cfg.task, seed=seed, action_repeat=cfg.action_repeat, episode_length=cfg.episode_length)
-    return evaluate(ckpt.agent, env, episodes, seed=seed)
+    with make_env(cfg.task, seed=seed, action_repeat=cfg.action_repeat, episode_length=cfg.episode_length) as env:
+        return evaluate(ckpt.agent, env, episodes, seed=seed)
 
 
 def _wall_time(run_dir: Path) -> float | None:

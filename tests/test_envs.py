@@ -38,3 +38,11 @@ def test_render_returns_rgb_frame():
     env.reset()
     frame = env.render(48, 64, camera=0)
     assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8 and frame.std() > 0
+
+
+def test_close_releases_the_simulation_and_is_idempotent():
+    with make_env("reacher-easy", seed=0) as env:
+        env.reset()
+        env.render(32, 32)
+    assert env._env is None  # native data and GL contexts freed when the block ends
+    env.close()  # a second close is harmless

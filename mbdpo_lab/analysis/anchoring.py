@@ -525,11 +525,11 @@ def sweep_observation(task: str, seed: int = 0, steps: int = 25, action_repeat: 
     """A fixed, agent-independent state: reset the task with ``seed`` and take ``steps`` uniform actions."""
     from ..envs import make_env
 
-    env = make_env(task, seed=seed, action_repeat=action_repeat, episode_length=max(episode_length, steps + 1))
-    rng = np.random.default_rng(seed)
-    obs = env.reset()
-    for _ in range(steps):
-        obs, _, done = env.step(env.random_action(rng))
-        if done:
-            break
+    with make_env(task, seed=seed, action_repeat=action_repeat, episode_length=max(episode_length, steps + 1)) as env:
+        rng = np.random.default_rng(seed)
+        obs = env.reset()
+        for _ in range(steps):
+            obs, _, done = env.step(env.random_action(rng))
+            if done:
+                break
     return obs

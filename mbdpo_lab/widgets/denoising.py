@@ -475,9 +475,11 @@ class DenoisingStepper(_TraceExplorer):
             if env is None:
                 from ..envs import make_env
 
-                env = make_env(task or cfg.task, seed=seed, action_repeat=cfg.action_repeat,
-                               episode_length=cfg.episode_length)
-            rollout = collect_rollout(self.agent, env, steps=steps, seed=seed, render_size=render_size)
+                with make_env(task or cfg.task, seed=seed, action_repeat=cfg.action_repeat,
+                              episode_length=cfg.episode_length) as own_env:
+                    rollout = collect_rollout(self.agent, own_env, steps=steps, seed=seed, render_size=render_size)
+            else:
+                rollout = collect_rollout(self.agent, env, steps=steps, seed=seed, render_size=render_size)
         self.rollout = rollout
         self.state = W.IntSlider(value=min(state, len(rollout) - 1), min=0, max=len(rollout) - 1,
                                  description="state t", continuous_update=False, layout=W.Layout(width="360px"))
