@@ -33,8 +33,8 @@ lab: setup
 	$(BIN)/jupyter lab notebooks/00_tour.ipynb $(LAB_FLAGS)
 
 demo: setup
-	$(BIN)/mbdpo-lab train --task cartpole-swingup --preset cpu --steps 6000 --seed 1 --out runs/demo \
-	  --set eval_every=6000 --set eval_episodes=2
+	$(BIN)/mbdpo-lab train --task cartpole-swingup --preset cpu --steps 3000 --seed 1 --out runs/demo \
+	  --set eval_every=3000 --set eval_episodes=2
 	@echo "video: runs/demo/videos/  metrics: runs/demo/metrics.csv"
 
 test: setup

@@ -2,7 +2,7 @@
 # Re-train every shipped agent from scratch with the exact command in assets/pretrained/manifest.json,
 # then re-export it (10-episode evaluation, sha256, manifest entry). Pass names to do only some:
 #   scripts/reproduce_pretrained.sh cartpole-swingup reacher-easy
-# Runs go to runs/<name>; each takes up to an hour on 2 CPU cores with the cpu preset.
+# Runs go to runs/<name>; a 50k-step cpu-preset run takes 1.5-3 hours on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
