@@ -36,6 +36,17 @@ def test_simnorm_groups_sum_to_one():
     assert (z >= 0).all()
 
 
+def test_simnorm_is_the_group_softmax_with_its_gradient_even_for_large_logits():
+    x = (torch.randn(6, 32) * 40).requires_grad_()  # exp would overflow without the max shift
+    g = torch.randn(6, 32)
+    z = SimNorm(8)(x)
+    expected = torch.softmax(x.view(6, 4, 8), -1).view(6, 32)
+    torch.testing.assert_close(z, expected, rtol=1e-5, atol=1e-6)
+    (grad,) = torch.autograd.grad((z * g).sum(), x)
+    (expected_grad,) = torch.autograd.grad((expected * g).sum(), x)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-6)
+
+
 def test_ensemble_selected_heads_match_full_evaluation():
     torch.manual_seed(0)
     ens = EnsembleMLP(5, 7, [16, 16], 3).eval()
