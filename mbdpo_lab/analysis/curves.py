@@ -38,7 +38,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, max_step: int = 100_0
             c = curve.clipped(max_step)  # published every 100k steps: points, not a line
             ax.plot(c.steps, c.mean, linestyle="none", marker="o", markersize=8, label=curve.label)
         ax.errorbar(steps, mean, yerr=std, marker="s", capsize=3, color="black", label="mbdpo-lab (cpu preset)")
-        ax.set(title=task, xlabel="environment steps", ylabel="eval return (10 episodes)", xlim=(0, max_step),
+        ax.set(title=task, xlabel="environment steps", ylabel="eval return (mean ± std)", xlim=(0, max_step),
                ylim=(0, 1000))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
