@@ -87,6 +87,26 @@ def lab_server(tmp_path):
         log.close()
 
 
+def _settle_kernel(page, timeout_s: float) -> None:
+    """Accept the kernel-choice dialog whenever it shows (on a fresh config dir it can appear even
+    after the kernel reports idle) and return once the kernel has been idle, with no dialog, for 5 s."""
+    deadline = time.time() + timeout_s
+    quiet_since = None
+    while time.time() < deadline:
+        accept = page.locator(".jp-Dialog .jp-mod-accept")
+        if accept.count():
+            accept.first.click()
+            quiet_since = None
+        elif page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count():
+            quiet_since = quiet_since or time.time()
+            if time.time() - quiet_since >= 5:
+                return
+        else:
+            quiet_since = None
+        time.sleep(0.3)
+    raise AssertionError("the kernel did not start (no idle kernel within the time limit)")
+
+
 def _wait_idle(page, timeout_s: float) -> None:
     deadline = time.time() + timeout_s
     time.sleep(2)
@@ -112,15 +132,7 @@ def test_tour_renders_widgets_figures_video_and_slider_moves_figure(lab_server):
         page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
         page.goto(url)
         page.wait_for_selector(".jp-Notebook", timeout=120_000)
-        for _ in range(20):  # a kernel-choice dialog may appear on a fresh config dir
-            accept = page.locator(".jp-Dialog .jp-mod-accept")
-            if accept.count():
-                accept.first.click()
-                break
-            if page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count():
-                break
-            time.sleep(0.5)
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+        _settle_kernel(page, 120)
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
         _wait_idle(page, 600)
