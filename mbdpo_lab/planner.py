@@ -85,8 +85,9 @@ class WorldModelReturn:
             for t in range(self.horizon):
                 with phase("rollout"):  # dynamics, reward and energy in one fused pass
                     z, reward_logits, energy_logit = self.step_heads(z, actions[:, t])
-                rewards.append(wm.two_hot.decode(reward_logits).float())
-                energies.append(wm.standardise_energy(energy_logit).squeeze(-1).float())
+                with phase("heads"):
+                    rewards.append(wm.two_hot.decode(reward_logits).float())
+                    energies.append(wm.standardise_energy(energy_logit).squeeze(-1).float())
                 latents.append(z)
             with phase("heads"):
                 terminal = wm.q(z, wm.pi(z, self.generator).action, "avg", heads=self.heads).squeeze(-1).float()

@@ -185,7 +185,7 @@ def phase_text(env_step: int, cfg: Config, last_eval_step: int | None = None) ->
     if env_step < seed_end - 1:
         return f"seed phase: uniform random actions until step {seed_end}"
     if env_step < seed_end:
-        return f"running {cfg.num_seed_steps} updates on the seed data (no step events until they finish)"
+        return f"running {seed_end} updates on the seed data (no step events until they finish)"
     if cfg.eval_every and env_step % cfg.eval_every == 0 and last_eval_step != env_step:
         n = cfg.eval_episodes
         return f"evaluating ({n} episode{'s' if n != 1 else ''}, planner without exploration noise)"

@@ -18,6 +18,7 @@ computed by plain functions (`level_view`, `candidate_subset`, `candidate_lines`
 """
 from __future__ import annotations
 
+import contextlib
 import html
 import io
 import math
@@ -472,14 +473,13 @@ class DenoisingStepper(_TraceExplorer):
         values.update(knobs)
         super().__init__(values, max_candidates=max_candidates)
         if rollout is None:
-            if env is None:
-                from ..envs import make_env
+            from ..envs import make_env
 
-                with make_env(task or cfg.task, seed=seed, action_repeat=cfg.action_repeat,
-                              episode_length=cfg.episode_length) as own_env:
-                    rollout = collect_rollout(self.agent, own_env, steps=steps, seed=seed, render_size=render_size)
-            else:
-                rollout = collect_rollout(self.agent, env, steps=steps, seed=seed, render_size=render_size)
+            # an env made here is closed afterwards; one passed in stays the caller's
+            source = contextlib.nullcontext(env) if env is not None else make_env(
+                task or cfg.task, seed=seed, action_repeat=cfg.action_repeat, episode_length=cfg.episode_length)
+            with source as run_env:
+                rollout = collect_rollout(self.agent, run_env, steps=steps, seed=seed, render_size=render_size)
         self.rollout = rollout
         self.state = W.IntSlider(value=min(state, len(rollout) - 1), min=0, max=len(rollout) - 1,
                                  description="state t", continuous_update=False, layout=W.Layout(width="360px"))
