@@ -230,7 +230,13 @@ class MBDPO:
         cfg, wm = self.cfg, self.wm
         T = zs.shape[0]
         sample = wm.pi(zs.flatten(0, 1))
-        q = wm.q(zs.flatten(0, 1), sample.action, "avg").view(T, -1)
+        # The objective differentiates Q with respect to its action input only: with the Q heads
+        # frozen, backward skips their weight gradients (a third of the Q backward).
+        wm.q_heads.requires_grad_(False)
+        try:
+            q = wm.q(zs.flatten(0, 1), sample.action, "avg").view(T, -1)
+        finally:
+            wm.q_heads.requires_grad_(True)
         self.q_scale.update(q[0])
         entropy = -sample.log_prob.view(T, -1)
         rho = cfg.rho ** torch.arange(T, device=self.device, dtype=torch.float32)
@@ -240,9 +246,6 @@ class MBDPO:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(wm.pi_head.parameters(), cfg.grad_clip_norm)
         self.pi_optim.step()
-        # Q heads received gradients through the policy objective: discard them.
-        for p in wm.q_heads.parameters():
-            p.grad = None
         return loss.detach(), entropy.mean().detach()
 
     def score_matching_loss(self, z0: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:

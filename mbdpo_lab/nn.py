@@ -32,6 +32,55 @@ class SimNorm(nn.Module):
         return (e / e.sum(dim=-1, keepdim=True)).view(shape)
 
 
+# Mish is a quarter of an update's time on CPU. ATen computes x * tanh(log1p(exp(x))), three
+# transcendental functions per element; the same function follows from one exp:
+#   tanh(softplus(x)) = tanh(log(1 + e)) = n / (n + 2)  with  e = exp(x),  n = e (e + 2),
+# and its derivative t + x (1 - t^2) sigmoid(x) (t = tanh(softplus(x)), sigmoid(x) = e / (1 + e))
+# from the saved e and t. On a [384, 256] block: forward about 2x, forward+backward about 1.4x
+# faster than F.mish; same values within 1e-6. Its extra passes over memory lose on large tensors
+# with two threads, hence the size window. Set ONE_EXP_MISH = False to use ATen's everywhere.
+ONE_EXP_MISH = True
+_MIN_NUMEL, _MAX_NUMEL = 4096, 2**18
+
+
+def _tanh_softplus_numerator(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    e = x.clamp(max=20.0).exp_()  # tanh(softplus(x)) == 1 in fp32 beyond x = 20
+    return e, e.add(2.0).mul_(e)
+
+
+class _OneExpMish(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        e, t = _tanh_softplus_numerator(x)
+        t = t.div_(t + 2.0)
+        ctx.save_for_backward(x, e, t)
+        return t * x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        x, e, t = ctx.saved_tensors
+        sigmoid = e / (e + 1.0)
+        return (t * t).neg_().add_(1.0).mul_(sigmoid).mul_(x).add_(t).mul_(grad)
+
+
+def mish(x: torch.Tensor) -> torch.Tensor:
+    """x * tanh(softplus(x)), from one exp for mid-sized fp32/fp64 tensors (see above)."""
+    if not (ONE_EXP_MISH and x.dtype in (torch.float32, torch.float64) and _MIN_NUMEL <= x.numel() <= _MAX_NUMEL):
+        return F.mish(x)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _OneExpMish.apply(x)
+    e, t = _tanh_softplus_numerator(x)  # no gradient needed: reuse the buffers
+    torch.add(t, 2.0, out=e)
+    return t.div_(e).mul_(x)
+
+
+class Mish(nn.Module):
+    """`mish` as a module (same numbers as nn.Mish within float rounding)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return mish(x)
+
+
 class NormedLinear(nn.Sequential):
     """Linear -> (Dropout) -> LayerNorm -> Mish: one hidden block of every MBDPO MLP."""
 
@@ -39,7 +88,7 @@ class NormedLinear(nn.Sequential):
         layers: list[nn.Module] = [nn.Linear(in_dim, out_dim)]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
-        layers += [nn.LayerNorm(out_dim), nn.Mish()]
+        layers += [nn.LayerNorm(out_dim), Mish()]
         super().__init__(*layers)
 
 
@@ -125,7 +174,7 @@ class EnsembleMLP(nn.Module):
             x = lin(x)
             if i == 0:
                 x = self.dropout(x)
-            x = F.mish(norm(x))
+            x = mish(norm(x))
         return self.out(x)
 
     def _head(self, x: torch.Tensor, h: int) -> torch.Tensor:
@@ -133,7 +182,7 @@ class EnsembleMLP(nn.Module):
             x = lin.head(x, h)
             if i == 0:
                 x = self.dropout(x)
-            x = F.mish(norm.head(x, h))
+            x = mish(norm.head(x, h))
         return self.out.head(x, h)
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import Config
-from .nn import EnsembleMLP, SimNorm, TwoHot, mlp, sinusoidal_embedding, zero_last_layer
+from .nn import EnsembleMLP, SimNorm, TwoHot, mish, mlp, sinusoidal_embedding, zero_last_layer
 
 
 @dataclass
@@ -174,7 +174,7 @@ class FusedStepHeads:
         """(next latent, reward logits, F logit) for z [N, L], a [N, A]."""
         n, h = z.shape[0], self.hidden
         x = F.linear(torch.cat([z, a], -1), self.w1, self.b1).view(n, 3, h)
-        x = F.mish(torch.addcmul(self.beta1, F.layer_norm(x, (h,), eps=self.ln_eps), self.g1))
+        x = mish(torch.addcmul(self.beta1, F.layer_norm(x, (h,), eps=self.ln_eps), self.g1))
         x = torch.baddbmm(self.b2, x.transpose(0, 1), self.w2)  # [3, N, hidden]
-        x = F.mish(torch.addcmul(self.beta2, F.layer_norm(x, (h,), eps=self.ln_eps), self.g2))
+        x = mish(torch.addcmul(self.beta2, F.layer_norm(x, (h,), eps=self.ln_eps), self.g2))
         return self.simnorm(self.outs[0](x[0])), self.outs[1](x[1]), self.outs[2](x[2])

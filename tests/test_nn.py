@@ -1,8 +1,9 @@
 import torch
+import torch.nn.functional as F
 
 from mbdpo_lab.agent import MBDPO
 from mbdpo_lab.config import make_config
-from mbdpo_lab.nn import EnsembleMLP, SimNorm, TwoHot, symexp, symlog
+from mbdpo_lab.nn import EnsembleMLP, SimNorm, TwoHot, mish, symexp, symlog
 
 
 def test_symlog_symexp_inverse():
@@ -45,6 +46,26 @@ def test_simnorm_is_the_group_softmax_with_its_gradient_even_for_large_logits():
     (grad,) = torch.autograd.grad((z * g).sum(), x)
     (expected_grad,) = torch.autograd.grad((expected * g).sum(), x)
     torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_one_exp_mish_equals_atens_mish_and_its_gradient_over_the_whole_range():
+    # a block large enough to take the one-exp path, with values far into both tails
+    x = torch.cat([torch.linspace(-120, 120, 4001), torch.randn(4000) * 4]).view(-1, 1).requires_grad_()
+    g = torch.randn_like(x)
+    y = mish(x)
+    torch.testing.assert_close(y, F.mish(x), rtol=1e-5, atol=2e-6)
+    (grad,) = torch.autograd.grad((y * g).sum(), x)
+    (expected,) = torch.autograd.grad((F.mish(x) * g).sum(), x)
+    torch.testing.assert_close(grad, expected, rtol=1e-5, atol=2e-6)
+    assert torch.isfinite(grad).all()
+    with torch.no_grad():  # the gradient-free path (planning) reuses its buffers
+        torch.testing.assert_close(mish(x.detach()), F.mish(x.detach()), rtol=1e-5, atol=2e-6)
+
+
+def test_one_exp_mish_gradient_is_the_analytic_one_in_float64():
+    x = (torch.randn(64, 64, dtype=torch.float64) * 5).requires_grad_()
+    assert torch.autograd.gradcheck(mish, (x,))
+    assert mish(x).grad_fn is not None and "OneExpMish" in type(mish(x).grad_fn).__name__
 
 
 def test_ensemble_selected_heads_match_full_evaluation():

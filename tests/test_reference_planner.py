@@ -68,7 +68,9 @@ def reference_plan(agent: MBDPO, obs: np.ndarray, warm: torch.Tensor, seed: int)
 
 
 @torch.no_grad()
-def test_shipped_planner_matches_reference():
+def test_shipped_planner_matches_reference(monkeypatch):
+    import mbdpo_lab.nn as nets
+
     cfg = make_config("tiny", device="cpu", num_samples=64, num_levels=6, num_elites=8, num_pi_trajs=4,
                       eta=0.3, num_q=4)
     torch.manual_seed(0)
@@ -81,7 +83,10 @@ def test_shipped_planner_matches_reference():
     obs = np.linspace(-1, 1, 5).astype(np.float32)
     warm = torch.tensor([[0.3, -0.2], [0.1, 0.5], [0.0, 0.0]])
     for seed in (0, 1, 2):
-        expected = reference_plan(agent, obs, warm, seed)
+        with monkeypatch.context() as m:  # the reference with ATen's Mish, the planner with the one-exp one
+            m.setattr(nets, "ONE_EXP_MISH", False)
+            expected = reference_plan(agent, obs, warm, seed)
+        monkeypatch.setattr(nets, "_MIN_NUMEL", 0)
         agent.prev_plan = torch.cat([torch.zeros(1, 2), warm[:2]])  # shifted one step, this is `warm`
         got = agent.plan(obs, t0=False, generator=torch.Generator().manual_seed(seed))
         torch.testing.assert_close(got.plan, expected, rtol=1e-5, atol=1e-5)
