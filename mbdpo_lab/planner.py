@@ -25,7 +25,7 @@ import torch
 from torch.profiler import record_function as phase  # named phases for `mbdpo-lab bench`
 
 from .config import Config
-from .world_model import FusedStepHeads, WorldModel
+from .world_model import FusedQPair, FusedStepHeads, WorldModel
 
 
 # --- what the planner searches ---------------------------------------------------------------
@@ -68,7 +68,8 @@ class WorldModelReturn:
         self.generator = generator
         self.heads = wm.draw_q_heads(generator)
         self.bf16 = bf16
-        self.step_heads = FusedStepHeads(wm)  # the weights stay fixed while this decision is planned
+        # the weights stay fixed while this decision is planned: stack them once
+        self.step_heads, self.q_pair = FusedStepHeads(wm), FusedQPair(wm, self.heads)
 
     def _autocast(self):
         if not self.bf16:
@@ -80,19 +81,20 @@ class WorldModelReturn:
         """Imagine sequences [N, H, A] through the dynamics; per-step rewards, energies, latents."""
         wm, n = self.wm, actions.shape[0]
         z = self.z0.expand(n, -1)
-        latents, rewards, energies = [z], [], []
+        latents, reward_logits, energy_logits = [z], [], []
         with self._autocast():
             for t in range(self.horizon):
                 with phase("rollout"):  # dynamics, reward and energy in one fused pass
-                    z, reward_logits, energy_logit = self.step_heads(z, actions[:, t])
-                with phase("heads"):
-                    rewards.append(wm.two_hot.decode(reward_logits).float())
-                    energies.append(wm.standardise_energy(energy_logit).squeeze(-1).float())
+                    z, r_logits, f_logit = self.step_heads(z, actions[:, t])
+                reward_logits.append(r_logits)
+                energy_logits.append(f_logit)
                 latents.append(z)
-            with phase("heads"):
-                terminal = wm.q(z, wm.pi(z, self.generator).action, "avg", heads=self.heads).squeeze(-1).float()
-        return dict(latents=torch.stack(latents, 1).float(), rewards=torch.stack(rewards, 1),
-                    energies=torch.stack(energies, 1), terminal_value=terminal)
+            with phase("heads"):  # decoded once for all steps
+                rewards = wm.two_hot.decode(torch.stack(reward_logits, 1)).float()
+                energies = wm.standardise_energy(torch.cat(energy_logits, 1)).float()
+                terminal = self.q_pair(z, wm.pi(z, self.generator).action).float()
+        return dict(latents=torch.stack(latents, 1).float(), rewards=rewards, energies=energies,
+                    terminal_value=terminal)
 
     def evaluate(self, actions: torch.Tensor) -> Evaluation:
         out = self.rollout(actions)

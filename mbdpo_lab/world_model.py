@@ -141,13 +141,38 @@ class WorldModel(nn.Module):
         return PolicySample(action=action, mean=torch.tanh(mu), log_prob=log_prob)
 
 
-class FusedStepHeads:
-    """Dynamics, reward and energy MLPs run as one three-member ensemble, for planning (no gradients).
+class StackedHiddenLayers:
+    """The two LayerNorm-Mish hidden blocks of several same-shaped MLPs that read one input, run together.
 
-    All three read the same [z, a]: one matmul replaces three first layers and one batched matmul the
-    three second layers, with LayerNorm and Mish applied once to the stacked activations. Same numbers
-    as `WorldModel.next / reward_logits / energy_logit` up to float rounding (a test checks it).
-    Built from the current weights; build a new one after the weights change.
+    One matmul replaces the members' first layers and one batched matmul their second layers, with
+    LayerNorm and Mish applied once to the stacked activations. Members are given as tensors
+    (w1 [hidden, in], b1, g1, beta1, w2 [hidden, hidden], b2, g2, beta2), copied once: build a new
+    instance after the weights change. Planning only (no gradients).
+    """
+
+    def __init__(self, members: list[tuple[torch.Tensor, ...]], ln_eps: float):
+        with torch.no_grad():
+            cols = list(zip(*members))
+            self.w1, self.b1 = torch.cat(cols[0]), torch.cat(cols[1])  # [M * hidden, in]
+            self.g1, self.beta1 = torch.stack(cols[2]), torch.stack(cols[3])  # [M, hidden]
+            self.w2 = torch.stack([w.t() for w in cols[4]])  # [M, hidden, hidden]
+            self.b2, self.g2, self.beta2 = (torch.stack(c).unsqueeze(1) for c in cols[5:8])  # [M, 1, hidden]
+        self.m, self.hidden, self.ln_eps = len(members), members[0][0].shape[0], ln_eps
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x [N, in] -> last hidden activations of every member [M, N, hidden]."""
+        n, h = x.shape[0], self.hidden
+        x = F.linear(x, self.w1, self.b1).view(n, self.m, h)
+        x = mish(torch.addcmul(self.beta1, F.layer_norm(x, (h,), eps=self.ln_eps), self.g1))
+        x = torch.baddbmm(self.b2, x.transpose(0, 1), self.w2)
+        return mish(torch.addcmul(self.beta2, F.layer_norm(x, (h,), eps=self.ln_eps), self.g2))
+
+
+class FusedStepHeads:
+    """Dynamics, reward and energy MLPs, which all read [z, a], run as one stack (`StackedHiddenLayers`).
+
+    Same numbers as `WorldModel.next / reward_logits / energy_logit` up to float rounding (a test
+    checks it). Built from the current weights; build a new one after the weights change.
     """
 
     def __init__(self, wm: WorldModel):
@@ -156,25 +181,35 @@ class FusedStepHeads:
             blocks = list(net[:2])
             if not all(len(b) == 3 and isinstance(b[1], nn.LayerNorm) for b in blocks):
                 raise ValueError("FusedStepHeads expects two LayerNorm-Mish hidden blocks without dropout")
-        with torch.no_grad():
-            first = [net[0][0] for net in nets]
-            self.w1 = torch.cat([l.weight for l in first])  # [3 * hidden, za]
-            self.b1 = torch.cat([l.bias for l in first])
-            self.hidden = first[0].out_features
-            self.ln_eps = nets[0][0][1].eps
-            self.g1, self.beta1 = (torch.stack([getattr(net[0][1], k) for net in nets]) for k in ("weight", "bias"))
-            self.w2 = torch.stack([net[1][0].weight.t() for net in nets])  # [3, hidden, hidden]
-            self.b2 = torch.stack([net[1][0].bias for net in nets]).unsqueeze(1)
-            self.g2, self.beta2 = (torch.stack([getattr(net[1][1], k) for net in nets]).unsqueeze(1)
-                                   for k in ("weight", "bias"))
+        self.hidden = StackedHiddenLayers(
+            [(n[0][0].weight, n[0][0].bias, n[0][1].weight, n[0][1].bias,
+              n[1][0].weight, n[1][0].bias, n[1][1].weight, n[1][1].bias) for n in nets], nets[0][0][1].eps)
         self.outs = [net[2] for net in nets]
         self.simnorm = wm.dynamics[3]
 
     def __call__(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(next latent, reward logits, F logit) for z [N, L], a [N, A]."""
-        n, h = z.shape[0], self.hidden
-        x = F.linear(torch.cat([z, a], -1), self.w1, self.b1).view(n, 3, h)
-        x = mish(torch.addcmul(self.beta1, F.layer_norm(x, (h,), eps=self.ln_eps), self.g1))
-        x = torch.baddbmm(self.b2, x.transpose(0, 1), self.w2)  # [3, N, hidden]
-        x = mish(torch.addcmul(self.beta2, F.layer_norm(x, (h,), eps=self.ln_eps), self.g2))
+        x = self.hidden(torch.cat([z, a], -1))
         return self.simnorm(self.outs[0](x[0])), self.outs[1](x[1]), self.outs[2](x[2])
+
+
+class FusedQPair:
+    """Q_avg from two chosen heads of the ensemble, both heads in one stack (planning, no dropout)."""
+
+    def __init__(self, wm: WorldModel, heads: list[int]):
+        q = wm.q_heads
+        if len(q.linears) != 2:
+            raise ValueError("FusedQPair expects two hidden layers")
+        lin, norm = q.linears, q.norms
+        self.hidden = StackedHiddenLayers(
+            [(lin[0].weight[h].t(), lin[0].bias[h, 0], norm[0].weight[h, 0], norm[0].bias[h, 0],
+              lin[1].weight[h].t(), lin[1].bias[h, 0], norm[1].weight[h, 0], norm[1].bias[h, 0])
+             for h in heads], 1e-5)
+        with torch.no_grad():
+            self.w_out, self.b_out = q.out.weight[heads].clone(), q.out.bias[heads].clone()
+        self.two_hot = wm.two_hot
+
+    def __call__(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Mean of the two heads' decoded Q values [N]."""
+        logits = torch.baddbmm(self.b_out, self.hidden(torch.cat([z, a], -1)), self.w_out)
+        return self.two_hot.decode(logits).mean(0)

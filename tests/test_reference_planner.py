@@ -110,3 +110,21 @@ def test_fused_step_heads_equal_the_separate_networks():
     torch.testing.assert_close(nxt, wm.next(z, a), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(reward_logits, wm.reward_logits(z, a), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(f, wm.energy_logit(z, a), rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_fused_q_pair_equals_the_two_chosen_heads():
+    from mbdpo_lab.world_model import FusedQPair
+
+    cfg = make_config("tiny", device="cpu", num_q=5)
+    torch.manual_seed(4)
+    wm = MBDPO(cfg, obs_dim=5, act_dim=2).wm.eval()
+    torch.nn.init.normal_(wm.q_heads.out.weight, std=0.5)
+    for norm in wm.q_heads.norms:
+        torch.nn.init.normal_(norm.weight)
+        torch.nn.init.normal_(norm.bias)
+    z = wm.encode(torch.randn(64, 5))
+    a = torch.rand(64, 2) * 2 - 1
+    for heads in ([3, 1], [0, 4]):
+        expected = wm.two_hot.decode(wm.q_heads(torch.cat([z, a], -1)))[heads].mean(0)  # all heads, then pick
+        torch.testing.assert_close(FusedQPair(wm, heads)(z, a), expected, rtol=1e-5, atol=1e-5)
