@@ -43,6 +43,15 @@ def test_line_is_goal_directed_and_not_cyclic(seed):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_loop_seen_fewer_than_four_times_is_not_a_cycle(seed):
+    # a loop travelled barely twice in the episode (a swing-up that passes its start state again
+    # much later): fewer than four periods, so not a cycle; a faster loop on the same path counts
+    once = noisy_circle(T=300, period=140, seed=seed)
+    assert cyclicity(once)["cyclicity"] < 0.3
+    assert cyclicity(noisy_circle(T=300, period=60, seed=seed))["cyclicity"] > 0.7
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_random_walk_scores_low_on_both(seed):
     z = random_walk(seed=seed)
     assert cyclicity(z)["cyclicity"] < 0.3

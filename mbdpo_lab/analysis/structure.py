@@ -2,12 +2,13 @@
 
 Definitions (documented so results can be compared):
 
-- ``d(k)``: mean over t of ||z_{t+k} - z_t||, for lags k = 1 .. T//2.
+- ``d(k)``: mean over t of ||z_{t+k} - z_t||, for lags k = 1 .. T//4.
 - **cyclicity** in [0, 1]: 1 - min_k d(k) / max_{j<=k} d(j). A path that moves away and comes back
   (a gait) has d(k) rising to a peak and falling again at its period, giving a value near 1; a path
   that keeps going (a reach, a random walk) has d(k) that only grows, giving a value near 0.
   **period** is the shortest lag whose ratio is within 0.05 of that minimum (so a multiple of the
-  period is not reported); the path must complete two periods within the episode.
+  period is not reported); the path must complete four periods within the episode, so a single
+  return (a swing-up that passes its start state once, far apart in time) is not a cycle.
 - **recurrence**: fraction of pairs at least ``min_lag`` apart whose distance is below 10% of the
   median pairwise distance (a recurrence-plot density).
 - **goal-directedness** in [0, 1]: straightness of the coarse path, ||z_end - z_start|| / path length,
@@ -29,7 +30,7 @@ def cyclicity(z: np.ndarray, min_lag: int = 2) -> dict[str, float]:
     """Cyclicity score, dominant period (steps) and recurrence rate of a path z [T, L]."""
     z = np.asarray(z, np.float64)
     T = len(z)
-    max_lag = T // 2
+    max_lag = T // 4
     if max_lag <= min_lag:
         return dict(cyclicity=0.0, period=float("nan"), recurrence=0.0)
     d = _lag_distances(z, max_lag)
