@@ -206,7 +206,7 @@ class FusedQPair:
               lin[1].weight[h].t(), lin[1].bias[h, 0], norm[1].weight[h, 0], norm[1].bias[h, 0])
              for h in heads], 1e-5)
         with torch.no_grad():
-            self.w_out, self.b_out = q.out.weight[heads].clone(), q.out.bias[heads].clone()
+            self.w_out, self.b_out = q.out.weight[heads], q.out.bias[heads]  # list indexing copies
         self.two_hot = wm.two_hot
 
     def __call__(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
