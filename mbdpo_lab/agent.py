@@ -7,6 +7,7 @@ in the same time-major order); a test checks that pairing.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -133,27 +134,42 @@ class MBDPO:
 
     # --- learning ---------------------------------------------------------------------------
     def energy_loss(self, z: torch.Tensor, a: torch.Tensor, weights: torch.Tensor | None = None) -> EnergyLossOut:
-        """Binary logistic loss of F: positives (z_i, a_i) vs the hardest of three negatives at z_i.
+        """Binary logistic loss of F: positives (z_i, a_i) vs three negative candidates at z_i.
 
-        z [M, latent] (detached) and a [M, A] are paired row by row. Negatives per row: a sample of
-        the policy prior, the data action plus N(0, 0.5^2) noise (clipped), and a uniform action;
-        the one with the highest current F is kept.
+        z [M, latent] (detached) and a [M, A] are paired row by row. Candidates per row: a sample of
+        the policy prior, the data action plus N(0, 0.5^2) noise (clipped), and a uniform action.
+        ``energy_negatives="hardest"`` (DESIGN) trains on the one with the highest current F.
+        ``"smooth"`` (default) uses softplus(log mean_k exp F_k): once F tells the candidates apart
+        its gradient lands on the hardest one, as before, but while they look alike it is spread
+        evenly. The argmax instead always pushes down whichever candidate F happens to rank first,
+        which penalises any action dependence of F in proportion to its spread; when one candidate
+        (the uniform one) is distributed like the data, as in the seed phase, the best response is a
+        flat F, and F stayed flat for 3.5k-27k steps in our runs (README, "The energy head").
         """
         wm, cfg = self.wm, self.cfg
         z = z.detach()
+        M = a.shape[0]
         with torch.no_grad():
             cands = torch.stack([
                 wm.pi(z).action,
                 (a + cfg.energy_noise_std * torch.randn_like(a)).clamp(-1, 1),
                 torch.rand_like(a) * 2 - 1,
             ])  # [3, M, A]
-            f = wm.energy_logit(z.expand(3, *z.shape), cands).squeeze(-1)  # [3, M]
-            hardest = f.argmax(0)
-            negatives = cands[hardest, torch.arange(a.shape[0], device=a.device)]
-        pos, neg = wm.energy_logit(torch.cat([z, z]), torch.cat([a, negatives])).squeeze(-1).chunk(2)
-        per_pair = F.softplus(-pos) + F.softplus(neg)
+        rows = torch.arange(M, device=a.device)
+        if cfg.energy_negatives == "smooth":
+            logits = wm.energy_logit(torch.cat([z, z, z, z]), torch.cat([a, cands.flatten(0, 1)])).squeeze(-1)
+            pos, cand_logits = logits[:M], logits[M:].view(3, M)
+            neg_term = F.softplus(torch.logsumexp(cand_logits, 0) - math.log(3))  # log-mean-exp
+            hardest = cand_logits.detach().argmax(0)
+            neg = cand_logits[hardest, rows]
+        else:
+            with torch.no_grad():
+                hardest = wm.energy_logit(z.expand(3, *z.shape), cands).squeeze(-1).argmax(0)
+            pos, neg = wm.energy_logit(torch.cat([z, z]), torch.cat([a, cands[hardest, rows]])).squeeze(-1).chunk(2)
+            neg_term = F.softplus(neg)
+        per_pair = F.softplus(-pos) + neg_term
         loss = per_pair.mean() if weights is None else (per_pair * weights).sum() / weights.sum()
-        return EnergyLossOut(loss, pos.detach(), neg.detach(), negatives)
+        return EnergyLossOut(loss, pos.detach(), neg.detach(), cands[hardest, rows])
 
     @torch.no_grad()
     def _update_energy_stats(self, pos_logits: torch.Tensor) -> None:

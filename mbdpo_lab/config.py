@@ -116,6 +116,11 @@ class Config:
     """Std of the Gaussian perturbation that makes one of the three negative candidates."""
     energy_stat_momentum: float = 0.99
     """Momentum of the running mean/std of energy logits used to standardise F."""
+    energy_negatives: str = "smooth"
+    """How the three negative candidates enter L_F: ``smooth`` (softplus of the log-mean-exp of their
+    F: the gradient goes to the hardest once F separates them, but F keeps learning while data and
+    candidates look alike) or ``hardest`` (the one with the highest F, DESIGN §2.2; it can leave F flat for tens of thousands
+    of steps, see `MBDPO.energy_loss`). Configs saved before this option existed load as ``hardest``."""
 
     # --- planner ------------------------------------------------------------------------
     planner: str = "diffusion"
@@ -190,7 +195,9 @@ class Config:
     def from_dict(cls, data: Mapping[str, Any]) -> "Config":
         """Rebuild a config (e.g. from a checkpoint); unknown keys are an error."""
         cfg = cls()
-        apply_overrides(cfg, dict(data), _set_size=False)
+        data = dict(data)
+        data.setdefault("energy_negatives", "hardest")  # the only rule before the option existed
+        apply_overrides(cfg, data, _set_size=False)
         validate(cfg)
         return cfg
 
@@ -375,6 +382,8 @@ def validate(cfg: Config) -> None:
          f"planner must be diffusion, mppi or policy, got {cfg.planner!r}")
     need(cfg.batch_size >= 1 and cfg.steps >= 0 and cfg.episode_length >= cfg.horizon + 1,
          "batch_size >= 1, steps >= 0 and episode_length > horizon are required")
+    need(cfg.energy_negatives in ("hardest", "smooth"),
+         f"energy_negatives must be hardest or smooth, got {cfg.energy_negatives!r}")
     need(cfg.action_repeat >= 1, f"action_repeat must be >= 1, got {cfg.action_repeat}")
     need(cfg.eval_episodes >= 1, f"eval_episodes must be >= 1, got {cfg.eval_episodes}")
 

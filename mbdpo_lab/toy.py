@@ -10,8 +10,8 @@ The picture a course uses: one decision over a 2-D action a in [-1, 1]^2 (horizo
   ``distractor x`` the true best return (a smooth blend into the fit). On the data the model is
   right; off the data it has a spurious optimum. ``distractor=0`` is a landscape without the trap.
 * An **energy head** F(a): a small torch MLP trained exactly like the agent's (binary logistic loss;
-  positives are the data, the negative for each positive is the hardest, by current F, of a noisy
-  copy of it and a uniform action), standardised by the mean/std of F on the data and clipped to
+  positives are the data; the negatives for each positive, a noisy copy of it and a uniform action,
+  enter through the smooth maximum log mean exp F of the agent's default rule), standardised by the mean/std of F on the data and clipped to
   +-``energy_clip`` as in the world model.
 
 `ToyReturn` implements the planner's `ReturnModel` protocol (horizon 1, action_dim 2), so the very
@@ -29,6 +29,8 @@ first level's candidates then cover the whole square, so the search is global ra
 walk from the warm start. Both are knobs; `sweep` measures what each eta does.
 """
 from __future__ import annotations
+
+import math
 
 from dataclasses import dataclass
 
@@ -168,9 +170,8 @@ class ToyLandscape:
                 noisy = (pos + c.energy_noise_std * torch.randn(pos.shape, generator=gen)).clamp(-1, 1)
                 uniform = torch.rand(pos.shape, generator=gen) * 2 - 1
                 cands = torch.stack([noisy, uniform])
-                hardest = net(cands).squeeze(-1).argmax(0)
-                neg = cands[hardest, torch.arange(pos.shape[0])]
-            loss = F.softplus(-net(pos)).mean() + F.softplus(net(neg)).mean()
+            smooth_max = torch.logsumexp(net(cands).squeeze(-1), 0) - math.log(2)
+            loss = F.softplus(-net(pos)).mean() + F.softplus(smooth_max).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

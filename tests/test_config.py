@@ -47,6 +47,14 @@ def test_round_trip_and_docs():
     assert "anchor" in field_doc("eta")
 
 
+def test_configs_saved_before_the_energy_rule_option_keep_the_rule_they_were_trained_with():
+    cfg = make_config("cpu")
+    assert cfg.energy_negatives == "smooth"
+    legacy = cfg.to_dict()
+    del legacy["energy_negatives"]  # a checkpoint header written before the option existed
+    assert Config.from_dict(legacy).energy_negatives == "hardest"
+
+
 def _names(specs):
     return sorted(re.split(r"[<>=!~\[ ]", s, maxsplit=1)[0].lower() for s in specs)
 

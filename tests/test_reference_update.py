@@ -5,6 +5,7 @@ in separate calls and uses the textbook (unfused) Adam. The shipped update batch
 optimisation of it must keep this test green. Random draws happen in the same order in both.
 """
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -43,7 +44,7 @@ def reference_update(agent: MBDPO, optim, pi_optim, batch) -> dict[str, float]:
         for k in range(K):
             value_loss = value_loss + rho[t] * wm.two_hot.cross_entropy(q_logits[k], td[t]).mean()
 
-    # energy: rows in time-major order; negatives = hardest of (prior sample, noisy data, uniform)
+    # energy: rows in time-major order; candidates = (prior sample, noisy data, uniform)
     z_rows = torch.cat(zs[:-1]).detach()
     a_rows = action.flatten(0, 1)
     w_rows = torch.tensor(rho).repeat_interleave(B)
@@ -51,12 +52,17 @@ def reference_update(agent: MBDPO, optim, pi_optim, batch) -> dict[str, float]:
         candidates = [wm.pi(z_rows).action,
                       (a_rows + cfg.energy_noise_std * torch.randn_like(a_rows)).clamp(-1, 1),
                       torch.rand_like(a_rows) * 2 - 1]
-        scores = torch.stack([wm.energy_head(torch.cat([z_rows, c], -1)).squeeze(-1) for c in candidates])
-        hardest = scores.argmax(0)
-        negatives = torch.stack([candidates[int(hardest[i])][i] for i in range(len(a_rows))])
     pos = wm.energy_head(torch.cat([z_rows, a_rows], -1)).squeeze(-1)
-    neg = wm.energy_head(torch.cat([z_rows, negatives], -1)).squeeze(-1)
-    energy_loss = ((F.softplus(-pos) + F.softplus(neg)) * w_rows).sum() / w_rows.sum()
+    if cfg.energy_negatives == "hardest":  # the candidate with the highest current F
+        with torch.no_grad():
+            scores = torch.stack([wm.energy_head(torch.cat([z_rows, c], -1)).squeeze(-1) for c in candidates])
+            hardest = scores.argmax(0)
+            negatives = torch.stack([candidates[int(hardest[i])][i] for i in range(len(a_rows))])
+        neg_term = F.softplus(wm.energy_head(torch.cat([z_rows, negatives], -1)).squeeze(-1))
+    else:  # smooth maximum of the three: log of the mean of exp F
+        scores = torch.stack([wm.energy_head(torch.cat([z_rows, c], -1)).squeeze(-1) for c in candidates])
+        neg_term = F.softplus(torch.log(torch.exp(scores).mean(0)))
+    energy_loss = ((F.softplus(-pos) + neg_term) * w_rows).sum() / w_rows.sum()
 
     total = (cfg.consistency_coef * consistency / H + cfg.reward_coef * reward_loss / H
              + cfg.value_coef * value_loss / (H * K) + cfg.energy_coef * energy_loss)
@@ -102,10 +108,11 @@ def _agent(cfg) -> MBDPO:
     return agent
 
 
-def test_shipped_update_matches_reference(monkeypatch):
+@pytest.mark.parametrize("energy_negatives", ["smooth", "hardest"])
+def test_shipped_update_matches_reference(monkeypatch, energy_negatives):
     import mbdpo_lab.nn as nets
 
-    cfg = make_config("tiny", device="cpu", num_q=4, dropout=0.0, batch_size=16)
+    cfg = make_config("tiny", device="cpu", num_q=4, dropout=0.0, batch_size=16, energy_negatives=energy_negatives)
     shipped, plain = (_agent(cfg) for _ in range(2))
     wm = plain.wm
     enc = list(wm.encoder.parameters())
