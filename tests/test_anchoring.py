@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from mbdpo_lab.analysis.anchoring import (AnchorEpisode, BehaviourData, aggregate, branch_step,
+from mbdpo_lab.analysis.anchoring import (AnchorEpisode, AnchorRollouts, BehaviourData, aggregate, branch_step,
                                           discounted_return_to_go, episode_metrics, eta_sweep, horizon_returns,
-                                          nearest_neighbour_distance, realised_mask, state_nn_distance,
-                                          td_errors, value_gap)
+                                          nearest_neighbour_distance, realised_mask, referee_energy,
+                                          state_nn_distance, td_errors, value_gap)
 from mbdpo_lab.checkpoint import CheckpointError
 from mbdpo_lab.config import ConfigError, make_config
 from mbdpo_lab.envs import UnknownTaskError, make_env
 from mbdpo_lab.experiments.anchor import (CSV_COLUMNS, AnchorResult, add_compare_anchor_parser,
-                                          compare_checkpoints, config_diff, make_row, paired_configs,
-                                          result_from_rows, run_compare_anchor, run_paired)
+                                          compare_checkpoints, config_diff, cross_energy_rows, make_row,
+                                          paired_configs, result_from_rows, run_compare_anchor, run_paired,
+                                          summarise_cross_energy)
 
 GAMMA = 0.9
 
@@ -132,6 +133,51 @@ def test_summary_states_the_effect_and_no_measurable_difference():
     assert "cannot tell" in result_from_rows("synthetic", one).summary
 
 
+class _Referee:
+    """An energy head with a known answer: F(z, a) = -|a - centre| / 0.1 (its data sit at a = centre)."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, centre: float):
+        self.wm = self
+        self.centre = centre
+
+    def encode(self, obs):
+        return obs
+
+    def standardised_energy(self, z, a):
+        return (-(a[:, 0] - self.centre).abs() / 0.1).clamp(-5, 5)
+
+
+def _rollouts(action: float, episodes: int = 3, seed: int = 0) -> AnchorRollouts:
+    rng = np.random.default_rng(seed)
+    eps = [synthetic_episode(action, T=50, noise=0.01, rng=rng) for _ in range(episodes)]
+    return AnchorRollouts("synthetic", 0.0, GAMMA, 3, eps)
+
+
+def test_one_referee_f_scores_both_agents_actions_on_one_scale():
+    # The unanchored agent acts at a = 0.5, the anchored one at the data's a = 0.
+    rollouts = {"eta=0": _rollouts(0.5), "eta=0.01": _rollouts(0.0, seed=1)}
+    assert referee_energy(_Referee(0.0), rollouts["eta=0"]) == pytest.approx([-5.0] * 3, abs=0.1)  # at the clip
+    assert referee_energy(_Referee(0.0), rollouts["eta=0.01"]) == pytest.approx([-0.08] * 3, abs=0.05)
+    # Two referees that both put the data near 0: every F agrees that the anchor reduced drift.
+    refs = {"eta=0": _Referee(0.05), "eta=0.01": _Referee(0.0)}
+    rows = cross_energy_rows(refs, rollouts)
+    assert {(r["referee"], r["actor"]) for r in rows} == {(a, b) for a in refs for b in rollouts}
+    text, verdicts = summarise_cross_energy(rows, ["eta=0", "eta=0.01"])
+    assert "action drift under one F" in text and "reduced under every F" in text
+    assert [v["verdict"] for v in verdicts] == ["better", "better"]
+    assert {v["referee"] for v in verdicts} == set(refs)
+    # A referee whose data sit at 0.5 sees it the other way round: the verdict is "mixed", not "reduced".
+    rows = cross_energy_rows({"eta=0": _Referee(0.5), "eta=0.01": _Referee(0.0)}, rollouts)
+    text, _ = summarise_cross_energy(rows, ["eta=0", "eta=0.01"])
+    assert "mixed" in text and "reduced" not in text.splitlines()[0]
+    # Agents that act alike: no measurable difference.
+    same = {"eta=0": _rollouts(0.2, seed=2), "eta=0.01": _rollouts(0.2, seed=3)}
+    text, _ = summarise_cross_energy(cross_energy_rows(refs, same), ["eta=0", "eta=0.01"])
+    assert "no measurable difference" in text.splitlines()[0]
+
+
 # --- collection from a real env and agent ---------------------------------------------------------
 
 def test_branch_step_leaves_the_episode_unchanged():
@@ -221,6 +267,10 @@ def test_metrics_csv_has_a_row_per_evaluation_per_agent(paired):
             assert math.isfinite(float(r[key])), key
     loaded = AnchorResult.load(out)
     assert loaded.labels == result.labels and len(loaded.rows) == 4
+    # Both agents' final actions scored under both agents' F, saved and read back.
+    assert len(result.cross_energy) == 4 and loaded.cross_energy == result.cross_energy
+    assert all(math.isfinite(r["energy"]) and r["episodes"] == 2 for r in result.cross_energy)
+    assert "action drift under one F" in result.summary
     assert set(loaded.sweeps) == set(result.labels) and len(loaded.sweeps["eta=0"]) == 3
     np.testing.assert_allclose(loaded.sweeps["eta=0"][1]["plan"], result.sweeps["eta=0"][1]["plan"], atol=1e-5)
 
@@ -234,6 +284,7 @@ def test_html_report_is_self_contained_and_has_the_summary(paired):
     assert len(text) > 1_000_000 and "<script src" not in text  # plotly.js inlined: opens offline
     assert "data:video/mp4;base64," in text
     assert (out / "videos" / "eta0.mp4").exists()
+    assert "under eta=0.01&#x27;s F" in text or "under eta=0.01's F" in text
 
 
 def test_widget_builds_from_result_and_shows_the_data(paired):
@@ -265,6 +316,7 @@ def test_compare_checkpoints_measures_two_trained_agents(paired, tmp_path):
     assert result.labels == ["eta=0", "eta=0.01"] and result.mode == "checkpoints"
     assert [r["step"] for r in result.rows] == [120, 120]
     assert not any("differs" in n for n in result.notes), result.notes
+    assert len(result.cross_energy) == 4 and "action drift under one F" in result.summary
     assert all(math.isfinite(r["state_nn_distance"]) for r in result.rows)  # replay found beside the run
     assert any(r["kind"] == "eval" for r in result.history)
     assert (tmp_path / "ck" / "anchor_report.html").exists()

@@ -35,7 +35,8 @@ Definitions, for step t of an evaluation episode of T steps, gamma = the agent's
     mean_t of the planner's anchor term clip((F(z_t, a) - mean_F) / std_F, +-energy_clip) at the
     executed action / at the prior's mean action; ``energy_gap = energy_prior - energy``. High F means
     "looks like the data", so a positive gap means the planner's actions look *less* like the data
-    than the prior's.
+    than the prior's. Each agent is scored by its own F; `referee_energy` scores several agents'
+    actions under one F, so their values share a scale.
 ``nn_distance``
     mean_t min_j ||a_t - b_j|| / sqrt(|A|) over all behaviour (replay) actions b_j. Weak on its own:
     the uniform seed-phase actions cover the action cube.
@@ -467,6 +468,24 @@ def _finish_episode(agent, rec: dict[str, list], gen: torch.Generator, heads: to
         prior_next_value=prior_next_value,
         frames=np.asarray(rec["frames"], np.uint8) if rec["frames"] else None,
     )
+
+
+@torch.no_grad()
+def referee_energy(referee, rollouts: AnchorRollouts) -> np.ndarray:
+    """Per episode [E]: mean standardised, clipped F of ``referee`` at the rollouts' (o_t, a_t).
+
+    ``energy`` scores each agent's actions under its *own* F, trained on its own replay and with its own
+    running mean and std, so two agents' values are not on one scale. Scoring every agent's executed
+    actions under one referee's F (its encoder, its F head, its statistics) puts them on one scale:
+    "does the anchored agent act more like the data than the unanchored one, as this F sees the data?"
+    """
+    wm, dev = referee.wm, referee.device
+    out = []
+    for ep in rollouts.episodes:
+        z = wm.encode(torch.as_tensor(np.asarray(ep.obs[:-1], np.float32), device=dev))
+        a = torch.as_tensor(np.asarray(ep.actions, np.float32), device=dev)
+        out.append(float(wm.standardised_energy(z, a).float().mean()))
+    return np.asarray(out, np.float64)
 
 
 # --- eta sweep on a fixed state ----------------------------------------------------------------

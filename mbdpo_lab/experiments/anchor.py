@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from ..analysis.anchoring import (DEFAULT_SWEEP_ETAS, METRICS, BehaviourData, collect_anchor_rollouts,
-                                  eta_sweep, evaluation_metrics, sweep_observation)
+                                  eta_sweep, evaluation_metrics, referee_energy, sweep_observation)
 from ..config import Config, ConfigError
 
 COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"]
@@ -111,6 +111,7 @@ class AnchorMetricsCallback:
         self.env = make_env(cfg.task, seed=cfg.seed + 20_000, action_repeat=cfg.action_repeat,
                             episode_length=cfg.episode_length)
         self.frames: np.ndarray | None = None
+        self.last_rollouts = None  # the latest evaluation's episodes (for the one-F energy comparison)
         self.notes: list[str] = []
         self._start = time.perf_counter()
 
@@ -120,6 +121,7 @@ class AnchorMetricsCallback:
         trainer, cfg = self.trainer, self.trainer.cfg
         want_video = self.video_at is not None and data["step"] >= self.video_at
         rollouts = self._collect(seed=cfg.seed + 20_000 + int(data["step"]), frames=want_video)
+        self.last_rollouts = rollouts
         behaviour = BehaviourData.from_buffer(trainer.buffer, seed=cfg.seed)
         metrics = evaluation_metrics(rollouts, behaviour, tail=self.tail)
         row = make_row(self.label, cfg.eta, int(data["step"]), metrics, self.tail,
@@ -176,6 +178,7 @@ class AnchorResult:
     frames: dict[str, np.ndarray] = field(default_factory=dict)  # agent -> frames (in memory only)
     summary: str = ""
     verdicts: list[dict[str, Any]] = field(default_factory=list)
+    cross_energy: list[dict[str, Any]] = field(default_factory=list)  # every agent's actions under every F
     notes: list[str] = field(default_factory=list)
     mode: str = "train"  # "train" or "checkpoints"
     sweep_state: dict[str, Any] = field(default_factory=dict)
@@ -249,7 +252,7 @@ class AnchorResult:
                       else v) for k, v in self.videos.items()}
         summary = dict(task=self.task, labels=self.labels, etas=self.etas, configs=self.configs,
                        summary=self.summary, verdicts=self.verdicts, notes=self.notes, mode=self.mode,
-                       videos=videos, sweep_state=self.sweep_state)
+                       videos=videos, sweep_state=self.sweep_state, cross_energy=self.cross_energy)
         (out / "anchor_summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
         if report:
             write_report(self, out / "anchor_report.html")
@@ -275,7 +278,8 @@ class AnchorResult:
         return cls(task=meta["task"], labels=meta["labels"], etas=meta["etas"], configs=meta["configs"],
                    rows=rows, sweeps=sweeps, history=history, videos=meta.get("videos", {}),
                    summary=meta.get("summary", ""), verdicts=meta.get("verdicts", []),
-                   notes=meta.get("notes", []), mode=meta.get("mode", "train"),
+                   cross_energy=meta.get("cross_energy", []), notes=meta.get("notes", []),
+                   mode=meta.get("mode", "train"),
                    sweep_state=meta.get("sweep_state", {}), out_dir=out)
 
 
@@ -447,6 +451,61 @@ def summarise(rows: list[dict[str, Any]], labels: list[str]) -> tuple[str, list[
     return "\n".join(lines), verdicts
 
 
+def cross_energy_rows(agents: dict[str, Any], rollouts: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every agent's executed actions scored under every agent's F (`referee_energy`): one row per pair."""
+    rows = []
+    for referee, agent in agents.items():
+        for actor, ro in rollouts.items():
+            per = referee_energy(agent, ro)
+            rows.append(dict(referee=referee, actor=actor, energy=float(per.mean()) if len(per) else float("nan"),
+                             energy_std=float(per.std()) if len(per) else float("nan"), episodes=len(per)))
+    return rows
+
+
+def summarise_cross_energy(cross: list[dict[str, Any]], labels: list[str]) -> tuple[str, list[dict[str, Any]]]:
+    """Summary lines for the one-F comparison: per anchored agent, its actions vs the baseline's under each F.
+
+    The same rule as the other metrics (module docstring); the verdict is firm only when every referee
+    F agrees.
+    """
+    table = {(r["referee"], r["actor"]): r for r in cross}
+    referees = [lb for lb in labels if any(r["referee"] == lb for r in cross)]
+    if len(labels) < 2 or not referees:
+        return "", []
+    base_label, lines, verdicts = labels[0], [], []
+    for label in labels[1:]:
+        per = []
+        for referee in referees:
+            if (referee, base_label) not in table or (referee, label) not in table:
+                continue
+            base, other = (dict(table[(referee, actor)], agent=actor) for actor in (base_label, label))
+            v = compare_metric("energy", base, other)
+            v["referee"] = referee
+            per.append(v)
+        if not per:
+            continue
+        verdicts.extend(per)
+        word = _group_word(per, "reduced", "increased")
+        lines.append(f"{label} vs {base_label} — action drift under one F (both agents' actions scored by the "
+                     f"same energy head, high = looks like that agent's data): {word}"
+                     + (" under every F." if word in ("reduced", "increased") and len(per) > 1 else "."))
+        for v in per:
+            lines.append(f"  - under {v['referee']}'s F: " + _metric_line(v))
+    return "\n".join(lines), verdicts
+
+
+def attach_cross_energy(result: AnchorResult, rollouts: dict[str, Any]) -> None:
+    """Score the final rollouts under every agent's F; add the rows and their summary lines to ``result``."""
+    agents = {lb: result.agents[lb] for lb in result.labels if lb in result.agents}
+    rollouts = {lb: rollouts[lb] for lb in result.labels if rollouts.get(lb) is not None}
+    if len(agents) < 2 or len(rollouts) < 2:
+        return
+    result.cross_energy = cross_energy_rows(agents, rollouts)
+    text, _ = summarise_cross_energy(result.cross_energy, result.labels)
+    if text:
+        result.summary = f"{result.summary}\n{text}"
+
+
 # --- running the pair -----------------------------------------------------------------------
 
 def _trainer_history(label: str, trainer) -> list[dict[str, Any]]:
@@ -486,6 +545,7 @@ def run_paired(cfg: Config, out: str | Path | None = None, eta_large: float | No
     result.sweep_state = dict(task=cfg.task, seed=cfg.seed, random_steps=sweep_steps, etas=list(sweep_etas),
                               obs=np.asarray(sweep_obs).round(6).tolist())
     say = log or (lambda msg: None)
+    final_rollouts: dict[str, Any] = {}
     for c in configs:
         label = label_for(c.eta)
         run_dir = out_dir / dirname_for(c.eta) if out_dir else None
@@ -512,6 +572,7 @@ def run_paired(cfg: Config, out: str | Path | None = None, eta_large: float | No
                 trainer.save()
         result.history.extend(_trainer_history(label, trainer))
         result.notes.extend(callback.notes)
+        final_rollouts[label] = callback.last_rollouts
         if callback.frames is not None:
             result.frames[label] = callback.frames
         result.sweeps[label] = eta_sweep(trainer.agent, sweep_obs, sweep_etas, seed=cfg.seed)
@@ -520,6 +581,7 @@ def run_paired(cfg: Config, out: str | Path | None = None, eta_large: float | No
             result.notes.append(f"{label} stopped early ({trainer.state}) at step {trainer.env_step}")
             break
     result.summary, result.verdicts = summarise(rows, result.labels)
+    attach_cross_energy(result, final_rollouts)
     if out_dir is not None:
         result.save(out_dir, report=report)
     return result
@@ -600,6 +662,7 @@ def compare_checkpoints(checkpoints: Sequence[str], out: str | Path | None = Non
     sweep_obs = sweep_observation(task, seed, sweep_steps, cfg0.action_repeat, cfg0.episode_length)
     result.sweep_state = dict(task=task, seed=seed, random_steps=sweep_steps, etas=list(sweep_etas),
                               obs=np.asarray(sweep_obs).round(6).tolist())
+    all_rollouts: dict[str, Any] = {}
     for label, (name, ck) in zip(labels, loaded):
         agent, cfg = ck.agent, ck.agent.cfg
         env = make_env(task, seed=seed + 20_000, action_repeat=cfg.action_repeat, episode_length=cfg.episode_length)
@@ -618,6 +681,7 @@ def compare_checkpoints(checkpoints: Sequence[str], out: str | Path | None = Non
                 raise
             result.notes.append(f"no video for {label}: {str(exc).splitlines()[0]}")
             rollouts = collect_anchor_rollouts(agent, env, episodes, seed=seed + 20_000)
+        all_rollouts[label] = rollouts
         metrics = evaluation_metrics(rollouts, behaviour, tail=tail)
         step = int(ck.meta.get("agent_step", 0))
         result.rows.append(make_row(label, cfg.eta, int(step or 0), metrics, tail))
@@ -631,6 +695,7 @@ def compare_checkpoints(checkpoints: Sequence[str], out: str | Path | None = Non
         result.sweeps[label] = eta_sweep(agent, sweep_obs, sweep_etas, seed=seed)
         result.agents[label] = agent
     result.summary, result.verdicts = summarise(result.rows, result.labels)
+    attach_cross_energy(result, all_rollouts)
     if out is not None:
         result.save(out, report=report)
     return result
@@ -767,6 +832,25 @@ def final_table_html(result: AnchorResult) -> str:
     return f"<table><tr><th>metric (final evaluation)</th>{head}</tr>{body}</table>"
 
 
+def cross_energy_html(result: AnchorResult) -> str:
+    """Rows: whose actions; columns: whose F scores them (mean ± std across episodes)."""
+    if not result.cross_energy:
+        return "<p><i>not measured</i></p>"
+    table = {(r["referee"], r["actor"]): r for r in result.cross_energy}
+    referees = [lb for lb in result.labels if any(k[0] == lb for k in table)]
+    head = "".join(f"<th>under {html.escape(lb)}'s F</th>" for lb in referees)
+    body = ""
+
+    def cell(key) -> str:
+        r = table.get(key)
+        return f"<td>{_fmt(_f(r['energy']))} ± {_fmt(_f(r['energy_std']))}</td>" if r else "<td>n/a</td>"
+
+    for actor in result.labels:
+        cells = "".join(cell((ref, actor)) for ref in referees)
+        body += f"<tr><td>actions of {html.escape(actor)}</td>{cells}</tr>"
+    return f"<table><tr><th>standardised energy</th>{head}</tr>{body}</table>"
+
+
 def _config_html(result: AnchorResult) -> str:
     labels = result.labels
     parts = []
@@ -834,6 +918,10 @@ table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;pad
 <h2>Summary</h2><ul id="summary">{summary}</ul>
 {f'<h3>Notes</h3><ul>{notes}</ul>' if notes else ''}
 <h2>Final evaluation</h2>{final_table_html(result)}
+<h3>Executed actions under one F</h3>
+<p>Each agent's own <code>energy</code> row above uses its own F (trained on its own replay, with its own
+running mean and std). Here every agent's executed actions are scored by each agent's F, so a column
+compares the agents on one scale (higher = looks more like that F's data).</p>{cross_energy_html(result)}
 {fig_html}
 <p>Sweep state: task {html.escape(str(sweep.get('task')))}, reset with seed {sweep.get('seed')} then
 {sweep.get('random_steps')} uniform random actions; every eta re-plans with the same generator seed.</p>
@@ -978,7 +1066,8 @@ def result_from_rows(task: str, rows: list[dict[str, Any]], configs: dict[str, d
 __all__ = ["AnchorMetricsCallback", "AnchorResult", "paired_configs", "config_diff", "run_paired",
            "compare_checkpoints", "summarise", "compare_metric", "write_report", "returns_figure",
            "metrics_figure", "sweep_figure", "metric_traces", "sweep_traces", "add_compare_anchor_parser",
-           "run_compare_anchor", "result_from_rows", "make_row", "CSV_COLUMNS", "SHOWN_METRICS",
+           "run_compare_anchor", "result_from_rows", "cross_energy_rows", "summarise_cross_energy",
+           "attach_cross_energy", "cross_energy_html", "make_row", "CSV_COLUMNS", "SHOWN_METRICS",
            "SWEEP_QUANTITIES", "markdown_table", "main"]
 
 

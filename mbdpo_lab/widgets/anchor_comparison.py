@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis.anchoring import METRICS
-from ..experiments.anchor import (COLORS, SHOWN_METRICS, SWEEP_QUANTITIES, AnchorResult, final_table_html,
-                                  metric_traces, returns_figure, sweep_traces)
+from ..experiments.anchor import (COLORS, SHOWN_METRICS, SWEEP_QUANTITIES, AnchorResult, cross_energy_html,
+                                  final_table_html, metric_traces, returns_figure, sweep_traces)
 
 try:
     import ipywidgets as W
@@ -110,6 +110,7 @@ class AnchorComparison(W.VBox):
             f"{state.get('seed')}, then {state.get('random_steps')} random actions) for every eta, with the "
             "same random numbers: only eta changes.</span>")
         self.table_w = W.HTML(final_table_html(result))
+        self.cross_w = W.HTML(cross_energy_html(result))
 
         self.set_metric(metric)
         self.set_sweep_quantity(sweep_quantity)
@@ -121,6 +122,8 @@ class AnchorComparison(W.VBox):
             self.metric_w, self.metric_note, self.fig_metric,
             W.HTML("<b>Eta sweep on a fixed state</b>"), sweep_note, self.sweep_w, self.fig_sweep,
             W.HTML("<b>Final evaluation</b>"), self.table_w,
+            W.HTML("<b>Executed actions under one F</b> (every agent's actions scored by each agent's energy "
+                   "head: one scale per column)"), self.cross_w,
         ]
 
     @classmethod
