@@ -96,7 +96,7 @@ class LatentExplorer:
         self.frame = W.Image(format="png", width=220, height=220)
         self.metrics = W.HTML()
         self.status = W.HTML()
-        self.figure = go.FigureWidget(layout=dict(height=480, margin=dict(l=10, r=10, t=30, b=10),
+        self.figure = go.FigureWidget(layout=dict(height=480, width=640, margin=dict(l=10, r=10, t=30, b=10),
                                                   legend=dict(orientation="h")))
         self.metric_rows = {t: episode_metrics(r) for t, r in self.rollouts.items()}
         self.metrics.value = metrics_html(self.metric_rows)
@@ -104,8 +104,12 @@ class LatentExplorer:
             w.observe(self._redraw, names="value")
         self.episode.observe(self._episode_changed, names="value")
         self.time.observe(self._move_marker, names="value")
+        for w in (self.task_picker, self.episode, self.time):  # fit the column, never cut at its right edge
+            w.layout = W.Layout(width="250px")
+            w.style = {"description_width": "70px"}
         controls = W.VBox([self.task_picker, self.method, self.dims, self.color_by, self.show_imagined,
-                           self.connect, self.episode, self.time, self.frame])
+                           self.connect, self.episode, self.time, self.frame],
+                          layout=W.Layout(width="260px", flex="0 0 260px"))
         self.widget = W.VBox([W.HBox([self.figure, controls]), self.status, self.metrics])
         self._set_episodes()
         self._redraw()
