@@ -45,3 +45,27 @@ def test_custom_csv(tmp_path):
     path.write_text("method,task,step,seed,reward\nm,t,0,1,0\nm,t,10,1,4\nm,t,10,2,6\nm,t,20,1,\n")
     curve = reference_curve("m", "t", path=path)
     assert curve.steps.tolist() == [0, 10] and curve.mean.tolist() == [0.0, 5.0] and curve.std[1] == 1.0
+
+
+def test_learning_curves_share_a_panel_per_task(tmp_path):
+    """Runs of one task (e.g. eta twins) are drawn in one panel; each task gets its own."""
+    import json
+
+    from PIL import Image
+
+    from mbdpo_lab.analysis.curves import plot_runs, read_eval_curve
+
+    header = "step,kind,episode_return,eval_return,eval_return_std\n"
+    runs = []
+    for name, task, eta in [("a", "cartpole-swingup", 0.01), ("b", "cartpole-swingup", 0.0), ("c", "reacher-easy", 0.01)]:
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"task": task, "eta": eta}))
+        (run / "metrics.csv").write_text(header + "500,episode,10,,\n1000,eval,,100,5\n2000,eval,,300,\n")
+        runs.append(run)
+    task, steps, mean, std = read_eval_curve(runs[0])
+    assert task == "cartpole-swingup" and list(steps) == [1000, 2000] and list(mean) == [100, 300]
+    assert list(std) == [5, 0]  # an empty std reads as 0
+    out = plot_runs(runs, tmp_path / "curves.png")
+    width, _ = Image.open(out).size
+    assert width == round(2 * 5.2 * 110)  # two panels: cartpole (two runs) and reacher

@@ -20,7 +20,13 @@ def read_eval_curve(run_dir: str | Path) -> tuple[str, np.ndarray, np.ndarray, n
 
 
 def plot_runs(run_dirs: list[str | Path], out: str | Path, max_step: int = 100_000) -> Path:
-    """One panel per run: our eval return +- std vs the published MBDPO and TD-MPC2 curves."""
+    """One panel per task: our eval return +- std vs the published MBDPO and TD-MPC2 curves.
+
+    Runs of the same task (e.g. agents that differ only in eta) share a panel, one curve each; the first
+    run of a task also draws its training episodes.
+    """
+    import json
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -28,16 +34,23 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, max_step: int = 100_0
 
     from ..reference import reference_curves
 
-    fig, axes = plt.subplots(1, len(run_dirs), figsize=(5.2 * len(run_dirs), 3.8), squeeze=False)
-    for ax, run in zip(axes[0], run_dirs):
-        task, steps, mean, std = read_eval_curve(run)
-        episodes = [r for r in csv.DictReader(open(Path(run) / "metrics.csv")) if r["kind"] == "episode"]
+    by_task: dict[str, list[Path]] = {}
+    for run in map(Path, run_dirs):
+        by_task.setdefault(json.loads((run / "config.json").read_text())["task"], []).append(run)
+    fig, axes = plt.subplots(1, len(by_task), figsize=(5.2 * len(by_task), 3.8), squeeze=False)
+    for ax, (task, runs) in zip(axes[0], by_task.items()):
+        episodes = [r for r in csv.DictReader(open(runs[0] / "metrics.csv")) if r["kind"] == "episode"]
         ax.plot([int(r["step"]) for r in episodes], [float(r["episode_return"]) for r in episodes],
-                color="0.7", lw=1, label="training episodes")
+                color="0.7", lw=1, label="training episodes" + (" (first run)" if len(runs) > 1 else ""))
         for method, curve in reference_curves(task).items():
             c = curve.clipped(max_step)  # published every 100k steps: points, not a line
             ax.plot(c.steps, c.mean, linestyle="none", marker="o", markersize=8, label=curve.label)
-        ax.errorbar(steps, mean, yerr=std, marker="s", capsize=3, color="black", label="mbdpo-lab (cpu preset)")
+        for i, run in enumerate(runs):
+            _, steps, mean, std = read_eval_curve(run)
+            eta = json.loads((run / "config.json").read_text()).get("eta")
+            label = "mbdpo-lab (cpu preset)" + (f", eta={eta:g}" if len(runs) > 1 else "")
+            ax.errorbar(steps, mean, yerr=std, marker="sov^"[i % 4], capsize=3, label=label,
+                        color=["black", "tab:red", "tab:green", "tab:purple"][i % 4])
         ax.set(title=task, xlabel="environment steps", ylabel="eval return (mean ± std)", xlim=(0, max_step),
                ylim=(0, 1000))
         ax.grid(alpha=0.3)
