@@ -57,7 +57,8 @@ def test_learning_curves_share_a_panel_per_task(tmp_path):
 
     header = "step,kind,episode_return,eval_return,eval_return_std\n"
     runs = []
-    for name, task, eta in [("a", "cartpole-swingup", 0.01), ("b", "cartpole-swingup", 0.0), ("c", "reacher-easy", 0.01)]:
+    specs = [("a", "cartpole-swingup", 0.01), ("b", "cartpole-swingup", 0.0), ("c", "reacher-easy", 0.01)]
+    for name, task, eta in specs:
         run = tmp_path / name
         run.mkdir()
         (run / "config.json").write_text(json.dumps({"task": task, "eta": eta}))
