@@ -42,6 +42,35 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _set_aside_rows_after(path: Path, step: int) -> None:
+    """Move metrics rows logged after the checkpoint at ``step`` to ``metrics.after_crash.csv``.
+
+    A run killed hard (power cut, SIGKILL) has logged episodes the checkpoint does not contain; resuming
+    replays those steps, and keeping both copies would draw the curve twice over the same steps.
+    The rows are kept, not deleted, so nothing that was measured is lost.
+    """
+    if not path.exists():
+        return
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        columns, rows = reader.fieldnames or CSV_COLUMNS, list(reader)
+    after = [bool(r.get("step")) and int(float(r["step"])) > step for r in rows]
+    if not any(after):
+        return
+    aside = path.with_name("metrics.after_crash.csv")
+    with open(aside, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        if fh.tell() == 0:
+            writer.writeheader()
+        writer.writerows(r for r, late in zip(rows, after) if late)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(r for r, late in zip(rows, after) if not late)
+    tmp.replace(path)
+
+
 def evaluate(agent: MBDPO, env, episodes: int, planner: str | None = None, video_size: int = 0,
              seed: int = 0, should_stop: Callable[[], bool] | None = None) -> dict[str, Any] | None:
     """Run ``episodes`` noise-free episodes; frames of the first one when ``video_size`` > 0.
@@ -318,6 +347,7 @@ class Trainer:
         with np.load(out_dir / "checkpoints" / "replay.npz", allow_pickle=False) as data:
             trainer.buffer.load_state_dict({k: data[k] for k in data.files})
         trainer.agent_step = int(ckpt.meta["agent_step"])
+        _set_aside_rows_after(out_dir / "metrics.csv", trainer.env_step)
         trainer._wall_start -= float(ckpt.meta.get("wall_time", 0.0))  # wall time counts the whole run
         trainer.episode = int(ckpt.meta["episode"])
         seed_everything(cfg.seed + trainer.agent_step)

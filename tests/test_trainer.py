@@ -66,6 +66,26 @@ def test_ctrl_c_leaves_usable_agent_and_intact_checkpoint(tmp_path):
     assert np.isfinite(action).all()
 
 
+def test_resume_after_hard_kill_draws_each_step_once(tmp_path):
+    """A kill after the last checkpoint must not leave the replayed steps twice in metrics.csv."""
+    trainer = Trainer(_cfg(), out_dir=tmp_path)
+    for _ in range(150):
+        trainer.step()
+    trainer.save()
+    for _ in range(100):  # logged, never checkpointed: what a SIGKILL leaves behind
+        trainer.step()
+    logged_late = [r for r in trainer.history if r["step"] > 150]
+    assert logged_late
+
+    resumed = Trainer.resume_from(tmp_path)
+    resumed.run()
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    steps = [int(r["step"]) for r in rows if r["kind"] == "episode"]
+    assert steps == sorted(set(steps)) and steps[-1] == 300
+    aside = list(csv.DictReader(open(tmp_path / "metrics.after_crash.csv")))
+    assert [int(r["step"]) for r in aside] == [r["step"] for r in logged_late]
+
+
 def test_exception_in_training_is_reported_and_state_kept(tmp_path):
     errors = []
     trainer = Trainer(_cfg(), out_dir=tmp_path, callbacks=[lambda e, d: errors.append(d) if e == "error" else None])
