@@ -11,16 +11,16 @@ import pytest
 import torch
 
 from mbdpo_lab.analysis.anchoring import (AnchorEpisode, AnchorRollouts, BehaviourData, aggregate, branch_step,
-                                          discounted_return_to_go, episode_metrics, eta_sweep, horizon_returns,
-                                          nearest_neighbour_distance, realised_mask, referee_energy,
-                                          state_nn_distance, td_errors, value_gap)
+                                          collect_anchor_rollouts, discounted_return_to_go, episode_metrics,
+                                          eta_sweep, horizon_returns, nearest_neighbour_distance, realised_mask,
+                                          referee_energy, state_nn_distance, td_errors, value_gap)
 from mbdpo_lab.checkpoint import CheckpointError
 from mbdpo_lab.config import ConfigError, make_config
 from mbdpo_lab.envs import UnknownTaskError, make_env
 from mbdpo_lab.experiments.anchor import (CSV_COLUMNS, AnchorResult, add_compare_anchor_parser,
                                           compare_checkpoints, config_diff, cross_energy_rows, make_row,
                                           paired_configs, result_from_rows, run_compare_anchor, run_paired,
-                                          summarise_cross_energy)
+                                          summarise_cross_energy, sweep_agents)
 
 GAMMA = 0.9
 
@@ -320,6 +320,18 @@ def test_compare_checkpoints_measures_two_trained_agents(paired, tmp_path):
     assert all(math.isfinite(r["state_nn_distance"]) for r in result.rows)  # replay found beside the run
     assert any(r["kind"] == "eval" for r in result.history)
     assert (tmp_path / "ck" / "anchor_report.html").exists()
+    # The sweep re-plans a state the agents know: step 3 of the unanchored agent's first evaluation episode.
+    state = result.sweep_state
+    assert state["source"] == "step 3 of eta=0's first evaluation episode" and state["step"] == 3
+    agent = result.agents["eta=0"]
+    env = make_env(agent.cfg.task, seed=20_000, action_repeat=agent.cfg.action_repeat,
+                   episode_length=agent.cfg.episode_length)
+    again = collect_anchor_rollouts(agent, env, 1, seed=20_000, max_steps=3)
+    np.testing.assert_allclose(state["obs"], again.episodes[0].obs[3], atol=1e-5)
+    # Without an evaluation episode (a run stopped early) it falls back to random actions after a reset.
+    sweep_agents(result, {}, (0.0, 0.1), 3, seed=0)
+    assert "uniform random actions" in result.sweep_state["source"]
+    assert set(result.sweeps) == {"eta=0", "eta=0.01"} and len(result.sweeps["eta=0"]) == 2
 
 
 def _args(*argv):

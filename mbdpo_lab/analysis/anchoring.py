@@ -490,7 +490,7 @@ def referee_energy(referee, rollouts: AnchorRollouts) -> np.ndarray:
 
 # --- eta sweep on a fixed state ----------------------------------------------------------------
 
-DEFAULT_SWEEP_ETAS = (0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+DEFAULT_SWEEP_ETAS = (0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
 @torch.no_grad()

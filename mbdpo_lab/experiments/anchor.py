@@ -8,7 +8,7 @@ shared, the agents see the same seed-phase data, start from the same weights and
 the same initial states. Alternatively `compare_checkpoints` loads two or three trained agents.
 
 Outputs (`AnchorResult.save`): ``anchor_metrics.csv`` (one row per evaluation per agent),
-``anchor_sweep.csv`` (the eta sweep on a fixed state), ``anchor_history.csv`` (training return
+``anchor_sweep.csv`` (the eta sweep on one shared state), ``anchor_history.csv`` (training return
 curves), ``anchor_summary.json`` and ``anchor_report.html`` (self-contained: plotly is inlined and
 the videos are embedded, so it opens offline).
 
@@ -541,9 +541,6 @@ def run_paired(cfg: Config, out: str | Path | None = None, eta_large: float | No
     result = AnchorResult(task=cfg.task, labels=[label_for(c.eta) for c in configs],
                           etas={label_for(c.eta): c.eta for c in configs},
                           configs={label_for(c.eta): c.to_dict() for c in configs}, rows=rows, mode="train")
-    sweep_obs = sweep_observation(cfg.task, cfg.seed, sweep_steps, cfg.action_repeat, cfg.episode_length)
-    result.sweep_state = dict(task=cfg.task, seed=cfg.seed, random_steps=sweep_steps, etas=list(sweep_etas),
-                              obs=np.asarray(sweep_obs).round(6).tolist())
     say = log or (lambda msg: None)
     final_rollouts: dict[str, Any] = {}
     for c in configs:
@@ -575,16 +572,47 @@ def run_paired(cfg: Config, out: str | Path | None = None, eta_large: float | No
         final_rollouts[label] = callback.last_rollouts
         if callback.frames is not None:
             result.frames[label] = callback.frames
-        result.sweeps[label] = eta_sweep(trainer.agent, sweep_obs, sweep_etas, seed=cfg.seed)
         result.agents[label] = trainer.agent
         if trainer.state != "finished":
             result.notes.append(f"{label} stopped early ({trainer.state}) at step {trainer.env_step}")
             break
     result.summary, result.verdicts = summarise(rows, result.labels)
+    sweep_agents(result, final_rollouts, sweep_etas, sweep_steps, cfg.seed)
     attach_cross_energy(result, final_rollouts)
     if out_dir is not None:
         result.save(out_dir, report=report)
     return result
+
+
+def sweep_agents(result: AnchorResult, rollouts: dict[str, Any], etas: Sequence[float], step: int,
+                 seed: int) -> None:
+    """Run the eta sweep of every agent on one shared state, and record which state it was.
+
+    The state is where the least anchored agent stands ``step`` steps into its first evaluation
+    episode: a state the trained agents know. At a state reached by random actions a trained F can be
+    flat in the action, and then no eta changes the plan and the sweep shows nothing. Without such an
+    episode (a run stopped early), the state is ``step`` uniform random actions after a seeded reset.
+    """
+    first = rollouts.get(result.labels[0])
+    episode = first.episodes[0] if first is not None and first.episodes else None
+    if episode is not None and len(episode.obs) > step:
+        obs, source = episode.obs[step], f"step {step} of {result.labels[0]}'s first evaluation episode"
+    else:
+        cfg = next(iter(result.agents.values())).cfg
+        obs = sweep_observation(result.task, seed, step, cfg.action_repeat, cfg.episode_length)
+        source = f"reset with seed {seed}, then {step} uniform random actions"
+    result.sweep_state = dict(task=result.task, seed=seed, step=step, source=source, etas=list(etas),
+                              obs=np.asarray(obs).round(6).tolist())
+    for label, agent in result.agents.items():
+        result.sweeps[label] = eta_sweep(agent, obs, etas, seed=seed)
+
+
+def sweep_state_text(state: dict[str, Any]) -> str:
+    """One line saying which state the eta sweep re-plans (results saved before ``source`` existed too)."""
+    source = state.get("source") or (f"reset with seed {state.get('seed')}, then {state.get('random_steps')} "
+                                     "uniform random actions")
+    return (f"Sweep state ({state.get('task')}): {source}. Every agent re-plans this one state for every eta "
+            "with the same random numbers, so only eta changes.")
 
 
 def _progress(total: int, label: str, enabled: bool):
@@ -659,9 +687,6 @@ def compare_checkpoints(checkpoints: Sequence[str], out: str | Path | None = Non
             result.notes.append(f"{lb} differs from {labels[0]} in more than eta: "
                                 + ", ".join(f"{k}={b!r} (vs {a!r})" for k, (a, b) in diff.items())
                                 + " — the comparison is not strictly paired.")
-    sweep_obs = sweep_observation(task, seed, sweep_steps, cfg0.action_repeat, cfg0.episode_length)
-    result.sweep_state = dict(task=task, seed=seed, random_steps=sweep_steps, etas=list(sweep_etas),
-                              obs=np.asarray(sweep_obs).round(6).tolist())
     all_rollouts: dict[str, Any] = {}
     for label, (name, ck) in zip(labels, loaded):
         agent, cfg = ck.agent, ck.agent.cfg
@@ -692,9 +717,9 @@ def compare_checkpoints(checkpoints: Sequence[str], out: str | Path | None = Non
             for r in _read_csv(metrics_csv):
                 parsed = _parse({k: r.get(k, "") for k in HISTORY_COLUMNS if k != "agent"}, ("kind",))
                 result.history.append(dict(agent=label, **parsed))
-        result.sweeps[label] = eta_sweep(agent, sweep_obs, sweep_etas, seed=seed)
         result.agents[label] = agent
     result.summary, result.verdicts = summarise(result.rows, result.labels)
+    sweep_agents(result, all_rollouts, sweep_etas, sweep_steps, seed)
     attach_cross_energy(result, all_rollouts)
     if out is not None:
         result.save(out, report=report)
@@ -813,7 +838,7 @@ def sweep_figure(result: AnchorResult, quantities: Sequence[str] = ("model_retur
             fig.add_trace(go.Scatter(**trace), row=1, col=k + 1)
         fig.update_xaxes(type="category", title_text="planning eta", row=1, col=k + 1)
     fig.update_layout(height=360, margin=dict(l=40, r=20, t=70, b=40),
-                      title="eta sweep on a fixed state (same random numbers for every eta)")
+                      title="eta sweep on one shared state (same random numbers for every eta)")
     fig.update_annotations(font_size=11)
     return fig
 
@@ -899,14 +924,13 @@ def write_report(result: AnchorResult, path: str | Path) -> Path:
     """A self-contained HTML report: summary, final table, figures (plotly inlined), videos, config."""
     path = Path(path)
     figs = [("Returns", returns_figure(result)), ("Metrics over training", metrics_figure(result)),
-            ("Eta sweep on a fixed state", sweep_figure(result))]
+            ("Eta sweep on one shared state", sweep_figure(result))]
     fig_html = ""
     for i, (title, fig) in enumerate(figs):
         fig_html += f"<h2>{title}</h2>" + fig.to_html(full_html=False, include_plotlyjs=(i == 0))
     summary = summary_list_html(result.summary)
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in result.notes)
     defs = "".join(f"<li><code>{k}</code>: {html.escape(v[0])} (better: {v[1]})</li>" for k, v in METRICS.items())
-    sweep = result.sweep_state
     doc = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Anchored vs unanchored: {html.escape(result.task)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1200px;margin:auto;padding:1em}}
@@ -923,8 +947,7 @@ table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;pad
 running mean and std). Here every agent's executed actions are scored by each agent's F, so a column
 compares the agents on one scale (higher = looks more like that F's data).</p>{cross_energy_html(result)}
 {fig_html}
-<p>Sweep state: task {html.escape(str(sweep.get('task')))}, reset with seed {sweep.get('seed')} then
-{sweep.get('random_steps')} uniform random actions; every eta re-plans with the same generator seed.</p>
+<p>{html.escape(sweep_state_text(result.sweep_state))}</p>
 <h2>Rollouts (final evaluation, first episode)</h2>{_videos_html(result)}
 <h2>Configuration</h2>{_config_html(result)}
 <h2>Definitions</h2><ul>{defs}</ul>

@@ -3,7 +3,7 @@
 Reads an `mbdpo_lab.experiments.anchor.AnchorResult` (from `run_paired`, `compare_checkpoints`, or a
 directory written by ``mbdpo-lab compare-anchor --out DIR``) and shows: the textual summary, one
 rollout video per agent, return curves, any anchoring metric over training (pick it), the eta sweep
-on a fixed state (pick the quantity) and the final table. It only reads the result; nothing is
+on one shared state (pick the quantity) and the final table. It only reads the result; nothing is
 re-run, so every control responds at once.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 
 from ..analysis.anchoring import METRICS
 from ..experiments.anchor import (COLORS, SHOWN_METRICS, SWEEP_QUANTITIES, AnchorResult, cross_energy_html,
-                                  final_table_html, metric_traces, returns_figure, sweep_traces)
+                                  final_table_html, metric_traces, returns_figure, sweep_state_text, sweep_traces)
 
 try:
     import ipywidgets as W
@@ -104,11 +104,8 @@ class AnchorComparison(W.VBox):
                                                      xaxis=dict(type="category", title="planning eta"),
                                                      legend=dict(orientation="h", y=-0.25)))
         self.sweep_w.observe(lambda change: self.set_sweep_quantity(change["new"]), names="value")
-        state = result.sweep_state
-        sweep_note = W.HTML(
-            "<span style='color:#555;font-size:12px'>Each agent re-plans one fixed state (reset with seed "
-            f"{state.get('seed')}, then {state.get('random_steps')} random actions) for every eta, with the "
-            "same random numbers: only eta changes.</span>")
+        sweep_note = W.HTML("<span style='color:#555;font-size:12px'>"
+                            f"{html.escape(sweep_state_text(result.sweep_state))}</span>")
         self.table_w = W.HTML(final_table_html(result))
         self.cross_w = W.HTML(cross_energy_html(result))
 
@@ -120,7 +117,7 @@ class AnchorComparison(W.VBox):
             self.fig_returns,
             W.HTML("<b>Anchoring metrics over training</b> (mean ± std across evaluation episodes)"),
             self.metric_w, self.metric_note, self.fig_metric,
-            W.HTML("<b>Eta sweep on a fixed state</b>"), sweep_note, self.sweep_w, self.fig_sweep,
+            W.HTML("<b>Eta sweep on one shared state</b>"), sweep_note, self.sweep_w, self.fig_sweep,
             W.HTML("<b>Final evaluation</b>"), self.table_w,
             W.HTML("<b>Executed actions under one F</b> (every agent's actions scored by each agent's energy "
                    "head: one scale per column)"), self.cross_w,
