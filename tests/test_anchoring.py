@@ -222,7 +222,7 @@ def paired(tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("anchor")
     result = run_paired(_tiny(), out, metric_episodes=2, frame_size=32, sweep_etas=(0.0, 0.01, 1.0),
-                        sweep_steps=5)
+                        sweep_step=5)
     return out, result
 
 
@@ -312,7 +312,7 @@ def test_widget_builds_from_result_and_shows_the_data(paired):
 def test_compare_checkpoints_measures_two_trained_agents(paired, tmp_path):
     out, _ = paired
     result = compare_checkpoints([str(out / "eta0.01"), str(out / "eta0" / "agent.safetensors")], tmp_path / "ck",
-                                 episodes=2, sweep_etas=(0.0, 0.1), sweep_steps=3, video=False)
+                                 episodes=2, sweep_etas=(0.0, 0.1), sweep_step=3, video=False)
     assert result.labels == ["eta=0", "eta=0.01"] and result.mode == "checkpoints"
     assert [r["step"] for r in result.rows] == [120, 120]
     assert not any("differs" in n for n in result.notes), result.notes

@@ -516,7 +516,7 @@ def _trainer_history(label: str, trainer) -> list[dict[str, Any]]:
 
 def run_paired(cfg: Config, out: str | Path | None = None, eta_large: float | None = None,
                metric_episodes: int | None = None, tail: str = "steady",
-               sweep_etas: Sequence[float] = DEFAULT_SWEEP_ETAS, sweep_steps: int = 25, video: bool = True,
+               sweep_etas: Sequence[float] = DEFAULT_SWEEP_ETAS, sweep_step: int = 100, video: bool = True,
                frame_size: int = 96, progress: bool = False, report: bool = True,
                log: Callable[[str], None] | None = None) -> AnchorResult:
     """Train eta=0, eta=cfg.eta (and eta_large) from the same config and seed; measure; report.
@@ -524,7 +524,8 @@ def run_paired(cfg: Config, out: str | Path | None = None, eta_large: float | No
     Every agent trains in ``out/eta<value>/`` (the trainer's own metrics.csv, checkpoints and
     ``agent.safetensors``, so `compare_checkpoints` can re-measure them later). ``metric_episodes``
     noise-free episodes per evaluation (default cfg.eval_episodes) feed the metrics. A final
-    evaluation is added when ``cfg.steps`` is not a multiple of ``cfg.eval_every``.
+    evaluation is added when ``cfg.steps`` is not a multiple of ``cfg.eval_every``. The eta sweep
+    re-plans the state at ``sweep_step`` of the unanchored agent's last evaluation (see `sweep_agents`).
     """
     from ..envs import resolve_task
     from ..trainer import Trainer
@@ -577,7 +578,7 @@ def run_paired(cfg: Config, out: str | Path | None = None, eta_large: float | No
             result.notes.append(f"{label} stopped early ({trainer.state}) at step {trainer.env_step}")
             break
     result.summary, result.verdicts = summarise(rows, result.labels)
-    sweep_agents(result, final_rollouts, sweep_etas, sweep_steps, cfg.seed)
+    sweep_agents(result, final_rollouts, sweep_etas, sweep_step, cfg.seed)
     attach_cross_energy(result, final_rollouts)
     if out_dir is not None:
         result.save(out_dir, report=report)
@@ -589,9 +590,11 @@ def sweep_agents(result: AnchorResult, rollouts: dict[str, Any], etas: Sequence[
     """Run the eta sweep of every agent on one shared state, and record which state it was.
 
     The state is where the least anchored agent stands ``step`` steps into its first evaluation
-    episode: a state the trained agents know. At a state reached by random actions a trained F can be
-    flat in the action, and then no eta changes the plan and the sweep shows nothing. Without such an
-    episode (a run stopped early), the state is ``step`` uniform random actions after a seeded reset.
+    episode: a state the trained agents know. Where a trained F is flat in the action (states reached
+    by random actions; on cartpole-swingup also the first swing-up steps) no eta changes the plan and
+    the sweep shows nothing; the default step 100 is one where the shipped agents do the task (the
+    pole balances, the arm holds the target) and F ranks actions. Without such an episode (a run
+    stopped early), the state is ``step`` uniform random actions after a seeded reset.
     """
     first = rollouts.get(result.labels[0])
     episode = first.episodes[0] if first is not None and first.episodes else None
@@ -648,7 +651,7 @@ def _beside(path: Path | None, names: Sequence[str]) -> Path | None:
 
 def compare_checkpoints(checkpoints: Sequence[str], out: str | Path | None = None, episodes: int = 10,
                         seed: int = 0, tail: str = "steady", sweep_etas: Sequence[float] = DEFAULT_SWEEP_ETAS,
-                        sweep_steps: int = 25, video: bool = True, frame_size: int = 96,
+                        sweep_step: int = 100, video: bool = True, frame_size: int = 96,
                         device: str | None = None, report: bool = True) -> AnchorResult:
     """Measure two or three trained agents (paths, run directories or pretrained names) on the same states.
 
@@ -719,7 +722,7 @@ def compare_checkpoints(checkpoints: Sequence[str], out: str | Path | None = Non
                 result.history.append(dict(agent=label, **parsed))
         result.agents[label] = agent
     result.summary, result.verdicts = summarise(result.rows, result.labels)
-    sweep_agents(result, all_rollouts, sweep_etas, sweep_steps, seed)
+    sweep_agents(result, all_rollouts, sweep_etas, sweep_step, seed)
     attach_cross_energy(result, all_rollouts)
     if out is not None:
         result.save(out, report=report)
