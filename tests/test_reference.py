@@ -68,5 +68,13 @@ def test_learning_curves_share_a_panel_per_task(tmp_path):
     assert task == "cartpole-swingup" and list(steps) == [1000, 2000] and list(mean) == [100, 300]
     assert list(std) == [5, 0]  # an empty std reads as 0
     out = plot_runs(runs, tmp_path / "curves.png")
-    width, _ = Image.open(out).size
-    assert width == round(2 * 5.2 * 110)  # two panels: cartpole (two runs) and reacher
+    width, height = Image.open(out).size
+    assert width == round(2 * 5.2 * 110) and height == round(3.8 * 110)  # cartpole (two runs) and reacher
+    for name, task in (("d", "walker-walk"), ("e", "cheetah-run")):  # four tasks wrap into two rows
+        run = tmp_path / name
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"task": task, "eta": 0.01}))
+        (run / "metrics.csv").write_text(header + "1000,eval,,100,5\n")
+        runs.append(run)
+    width, height = Image.open(plot_runs(runs, tmp_path / "four.png")).size
+    assert width == round(3 * 5.2 * 110) and height == round(2 * 3.8 * 110)

@@ -37,8 +37,12 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, max_step: int = 100_0
     by_task: dict[str, list[Path]] = {}
     for run in map(Path, run_dirs):
         by_task.setdefault(json.loads((run / "config.json").read_text())["task"], []).append(run)
-    fig, axes = plt.subplots(1, len(by_task), figsize=(5.2 * len(by_task), 3.8), squeeze=False)
-    for ax, (task, runs) in zip(axes[0], by_task.items()):
+    cols = min(3, len(by_task))  # wrap after three panels so the figure stays readable on a page
+    rows = -(-len(by_task) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[len(by_task):]:
+        ax.set_visible(False)
+    for ax, (task, runs) in zip(axes.flat, by_task.items()):
         episodes = [r for r in csv.DictReader(open(runs[0] / "metrics.csv")) if r["kind"] == "episode"]
         ax.plot([int(r["step"]) for r in episodes], [float(r["episode_return"]) for r in episodes],
                 color="0.7", lw=1, label="training episodes" + (" (first run)" if len(runs) > 1 else ""))
