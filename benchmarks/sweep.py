@@ -1,6 +1,6 @@
 """Cost curve of the planner and the update: sweep candidates x levels x horizon x model size.
 
-    .venv/bin/python benchmarks/sweep.py --out benchmarks/sweep.csv [--quick] [--compile]
+    .venv/bin/python benchmarks/sweep.py --out benchmarks/sweep.csv [--quick]
 
 One CSV row per setting with planner ms/action, update ms, GFLOP and GFLOP/s (see mbdpo_lab.bench),
 so how time grows with each factor can be plotted. Run on an otherwise idle machine.
@@ -28,15 +28,12 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--compile", action="store_true",
-                        help="planner_compile and update_compile on (torch.compile; one compile per setting)")
     args = parser.parse_args(argv)
     grid = QUICK if args.quick else FULL
     rows = []
     for samples, levels, horizon, size in itertools.product(*grid.values()):
         cfg = make_config("paper", model_size=size, num_samples=samples, num_levels=levels, horizon=horizon,
-                          num_elites=min(64, samples), device=args.device, planner_compile=args.compile,
-                          update_compile=args.compile)
+                          num_elites=min(64, samples), device=args.device)
         row = benchmark(cfg, dtype=args.dtype, repeats=args.repeats)
         row.update(model_size=size)
         rows.append(row)
