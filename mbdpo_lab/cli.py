@@ -252,7 +252,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .checkpoint import CheckpointError
     from .config import ConfigError
-    from .compiling import CompileError
     from .envs import UnknownTaskError
     from .rendering import RenderingUnavailable
 
@@ -261,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ConfigError, UnknownTaskError, CheckpointError) as exc:
         print(f"mbdpo-lab {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (RenderingUnavailable, CompileError) as exc:  # something this machine lacks
+    except RenderingUnavailable as exc:
         print(f"mbdpo-lab {args.command}: error: {exc}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
