@@ -22,11 +22,8 @@ def compile_or_explain(fn: Callable, flag: str, **options) -> Callable:
 
     Only compile-time failures are translated; an error of the model itself passes through unchanged.
     """
-    from torch._dynamo.exc import BackendCompilerFailed
-    from torch._inductor.exc import InductorError
-
     compiled = torch.compile(fn, **options)
-    failures = (OSError, BackendCompilerFailed, InductorError)
+    failures = (OSError, torch._dynamo.exc.BackendCompilerFailed, torch._inductor.exc.InductorError)
 
     def run(*args, **kwargs):
         try:
