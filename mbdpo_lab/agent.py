@@ -15,7 +15,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .compiling import compile_or_explain
 from .config import Config
 from .planner import DiffusionPlanner, MPPIPlanner, PlanResult, PolicyActor, WorldModelReturn, shift_warm_start
 from .world_model import WorldModel
@@ -181,16 +180,14 @@ class MBDPO:
     def to_batch(self, sample: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         return {k: torch.as_tensor(sample[k], device=self.device) for k in ("obs", "action", "reward")}
 
-    def world_model_losses(self, obs: torch.Tensor, action: torch.Tensor,
-                           reward: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every world-model loss of one batch (DESIGN §2.2), before backward: a dict of tensors.
-
-        Kept apart from `update` so that ``update_compile`` can hand it to torch.compile (the
-        optimiser steps, statistics and policy update stay eager).
-        """
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """One gradient step of every loss on a time-major batch (obs [H+1,B,.], action/reward [H,B])."""
         cfg, wm = self.cfg, self.wm
+        obs, action, reward = batch["obs"], batch["action"], batch["reward"]
         H = action.shape[0]
-        rho = cfg.rho ** torch.arange(H, device=action.device, dtype=torch.float32)
+        rho = cfg.rho ** torch.arange(H, device=self.device, dtype=torch.float32)
+        wm.train()
+
         with torch.no_grad():
             next_z = wm.encode(obs[1:])  # [H, B, L] stop-gradient targets h(o_{t+1})
             next_a = wm.pi(next_z).action
@@ -223,29 +220,6 @@ class MBDPO:
         if wm.score_net is not None and cfg.score_coef > 0:
             score_loss = self.score_matching_loss(zs_t[0].detach(), action.transpose(0, 1))
             total = total + cfg.score_coef * score_loss
-
-        return dict(total=total, consistency=consistency, reward_loss=reward_loss, value_loss=value_loss,
-                    score_loss=score_loss, energy_loss=energy.loss, energy_pos=energy.pos_logits,
-                    energy_neg=energy.neg_logits, energy_chosen=energy.negatives, latents=zs_t)
-
-    def _compiled_losses(self):
-        """`world_model_losses` through torch.compile (built once per agent); ATen's random ops keep
-        the random numbers of eager mode, so a seeded run draws the same noise either way."""
-        if getattr(self, "_losses_compiled", None) is None:
-            self._losses_compiled = compile_or_explain(self.world_model_losses, "update_compile",
-                                                       options={"fallback_random": True})
-        return self._losses_compiled
-
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One gradient step of every loss on a time-major batch (obs [H+1,B,.], action/reward [H,B])."""
-        cfg, wm = self.cfg, self.wm
-        wm.train()
-        losses_fn = self._compiled_losses() if cfg.update_compile else self.world_model_losses
-        out = losses_fn(batch["obs"], batch["action"], batch["reward"])
-        total, consistency, reward_loss, value_loss, score_loss = (
-            out[k] for k in ("total", "consistency", "reward_loss", "value_loss", "score_loss"))
-        energy = EnergyLossOut(out["energy_loss"], out["energy_pos"], out["energy_neg"], out["energy_chosen"])
-        zs_t = out["latents"]
 
         self.optim.zero_grad(set_to_none=True)
         total.backward()

@@ -84,8 +84,7 @@ def benchmark(cfg: Config, obs_dim: int = 24, act_dim: int = 6, dtype: str = "fp
     phases = planner_phases(act) if device.type == "cpu" and not cfg.planner_compile else {}
     out: dict[str, Any] = dict(
         preset=cfg.preset, device=str(device), dtype=dtype, threads=torch.get_num_threads(),
-        params=agent.wm.num_params(), planner=cfg.planner, planner_compile=cfg.planner_compile,
-        update_compile=cfg.update_compile,
+        params=agent.wm.num_params(), planner=cfg.planner, compiled=cfg.planner_compile,
         planner_ms_per_action=round(planner_ms, 3), update_ms=round(update_ms, 3),
         train_step_ms=round(planner_ms + update_ms, 3),
         planner_gflop=round(planner_gflop, 3), update_gflop=round(update_gflop, 3),

@@ -154,11 +154,8 @@ class Config:
     planner_bf16: bool = False
     """Run the planner's network evaluations under bf16 autocast (fast on CPUs with AMX)."""
     planner_compile: bool = False
-    """Run the planner's imagined steps through torch.compile (inductor fuses LayerNorm, Mish, SimNorm
-    and the two-hot decode). Same numbers within float rounding; the first decisions pay a one-off
-    compile (10-30 s on 2 cores). Needs a C++ compiler on CPU."""
-    update_compile: bool = False
-    """Run the world-model losses (forward and backward) through torch.compile; as planner_compile."""
+    """Run the planner's stacked MLP blocks through torch.compile (inductor fuses LayerNorm and Mish).
+    Same numbers within float rounding; the first decisions pay a one-off compile (~30 s on 2 cores)."""
 
     # --- evaluation and logging ---------------------------------------------------------
     eval_every: int = 10_000

@@ -67,8 +67,7 @@ class _OneExpMish(torch.autograd.Function):
 
 def mish(x: torch.Tensor) -> torch.Tensor:
     """x * tanh(softplus(x)), from one exp for fp32/fp64 tensors of 4096 elements or more (see above)."""
-    if not (ONE_EXP_MISH and x.dtype in (torch.float32, torch.float64) and x.numel() >= _MIN_NUMEL) \
-            or torch.compiler.is_compiling():  # inductor fuses ATen's Mish itself
+    if not (ONE_EXP_MISH and x.dtype in (torch.float32, torch.float64) and x.numel() >= _MIN_NUMEL):
         return F.mish(x)
     if torch.is_grad_enabled() and x.requires_grad:
         return _OneExpMish.apply(x)

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch.profiler import record_function
 
-from .compiling import compile_or_explain
 from .config import Config
 from .world_model import FusedQPair, FusedStepHeads, WorldModel
 
@@ -88,7 +87,7 @@ class WorldModelReturn:
     def rollout(self, actions: torch.Tensor) -> dict[str, torch.Tensor]:
         """Imagine sequences [N, H, A] through the dynamics; per-step rewards, energies, latents."""
         if self.compiled:
-            z, latents, rewards, energies = _compiled_imagine_steps()(self, actions)
+            z, latents, rewards, energies = _run_compiled(self, actions)
         else:
             z, latents, rewards, energies = imagine_steps(self, actions)
         with self._autocast(), phase("heads"):
@@ -142,8 +141,19 @@ def imagine_steps(ret: WorldModelReturn, actions: torch.Tensor) -> tuple[torch.T
 
 @functools.cache
 def _compiled_imagine_steps():
-    """`imagine_steps` through inductor, one compile per candidate count (see `mbdpo_lab.compiling`)."""
-    return compile_or_explain(imagine_steps, "planner_compile", dynamic=False)
+    return torch.compile(imagine_steps, dynamic=False)
+
+
+def _run_compiled(ret: WorldModelReturn, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """`imagine_steps` through inductor, which fuses the elementwise work (LayerNorm, Mish, SimNorm,
+    the two-hot decode) that the eager path runs as separate passes. One compile per candidate count."""
+    try:
+        return _compiled_imagine_steps()(ret, actions)
+    except Exception as exc:  # torch wraps toolchain failures in its own exception types
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        raise RuntimeError(
+            f"planner_compile=true: torch.compile failed ({type(exc).__name__}: {first_line}). On CPU it "
+            "needs a C++ compiler (Debian: apt install g++); or run with --set planner_compile=false.") from exc
 
 
 # --- the record of one decision ------------------------------------------------------------

@@ -108,13 +108,12 @@ def _agent(cfg) -> MBDPO:
     return agent
 
 
-@pytest.mark.parametrize("energy_negatives,compiled", [("smooth", False), ("hardest", False), ("smooth", True)],
-                         ids=["smooth", "hardest", "smooth-update_compile"])
-def test_shipped_update_matches_reference(monkeypatch, energy_negatives, compiled):
+@pytest.mark.parametrize("energy_negatives", ["smooth", "hardest"])
+def test_shipped_update_matches_reference(monkeypatch, energy_negatives):
     import mbdpo_lab.nn as nets
 
     cfg = make_config("tiny", device="cpu", num_q=4, dropout=0.0, batch_size=16, energy_negatives=energy_negatives)
-    shipped, plain = _agent(cfg.replace(update_compile=compiled)), _agent(cfg)
+    shipped, plain = (_agent(cfg) for _ in range(2))
     wm = plain.wm
     enc = list(wm.encoder.parameters())
     enc_ids, pi_ids = {id(p) for p in enc}, {id(p) for p in wm.pi_head.parameters()}
