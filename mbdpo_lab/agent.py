@@ -90,7 +90,7 @@ class MBDPO:
     def return_model(self, z0: torch.Tensor, eta: float | None = None,
                      generator: torch.Generator | None = None) -> WorldModelReturn:
         return WorldModelReturn(self.wm, z0, self.cfg.eta if eta is None else eta, self.gamma,
-                                generator=generator, bf16=self.cfg.planner_bf16, compiled=self.cfg.planner_compile)
+                                generator=generator, bf16=self.cfg.planner_bf16)
 
     @torch.no_grad()
     def encode(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -80,11 +80,10 @@ def benchmark(cfg: Config, obs_dim: int = 24, act_dim: int = 6, dtype: str = "fp
     planner_ms = _median_ms(act, device, repeats)
     update_ms = _median_ms(update, device, repeats)
     planner_gflop, update_gflop = _gflop(act), _gflop(update)
-    # inside a compiled graph the rollout and heads phases are one kernel sequence: no split to report
-    phases = planner_phases(act) if device.type == "cpu" and not cfg.planner_compile else {}
+    phases = planner_phases(act) if device.type == "cpu" else {}
     out: dict[str, Any] = dict(
         preset=cfg.preset, device=str(device), dtype=dtype, threads=torch.get_num_threads(),
-        params=agent.wm.num_params(), planner=cfg.planner, compiled=cfg.planner_compile,
+        params=agent.wm.num_params(), planner=cfg.planner,
         planner_ms_per_action=round(planner_ms, 3), update_ms=round(update_ms, 3),
         train_step_ms=round(planner_ms + update_ms, 3),
         planner_gflop=round(planner_gflop, 3), update_gflop=round(update_gflop, 3),

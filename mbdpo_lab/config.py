@@ -153,9 +153,6 @@ class Config:
     """Initial (highest) sampling std of MPPI."""
     planner_bf16: bool = False
     """Run the planner's network evaluations under bf16 autocast (fast on CPUs with AMX)."""
-    planner_compile: bool = False
-    """Run the planner's stacked MLP blocks through torch.compile (inductor fuses LayerNorm and Mish).
-    Same numbers within float rounding; the first decisions pay a one-off compile (~30 s on 2 cores)."""
 
     # --- evaluation and logging ---------------------------------------------------------
     eval_every: int = 10_000

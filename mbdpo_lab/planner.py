@@ -16,14 +16,13 @@ sides so a test (and the denoising widget) can show the identity.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 from dataclasses import dataclass, field, fields
 from typing import Protocol
 
 import numpy as np
 import torch
-from torch.profiler import record_function
+from torch.profiler import record_function as phase  # named phases for `mbdpo-lab bench`
 
 from .config import Config
 from .world_model import FusedQPair, FusedStepHeads, WorldModel
@@ -53,12 +52,6 @@ class ReturnModel(Protocol):
         """Up to n sequences proposed by a prior (the policy prior), or None."""
 
 
-def phase(name: str):
-    """A named range for `mbdpo-lab bench`'s per-phase timings; nothing while torch.compile traces
-    (``planner_compile``), which would drop it with a warning."""
-    return contextlib.nullcontext() if torch.compiler.is_compiling() else record_function(name)
-
-
 class WorldModelReturn:
     """The energy-shaped model return J(A) from latent z0 (DESIGN §2.3):
 
@@ -69,12 +62,12 @@ class WorldModelReturn:
     """
 
     def __init__(self, wm: WorldModel, z0: torch.Tensor, eta: float, gamma: float,
-                 generator: torch.Generator | None = None, bf16: bool = False, compiled: bool = False):
+                 generator: torch.Generator | None = None, bf16: bool = False):
         self.wm, self.z0, self.eta, self.gamma = wm, z0.reshape(1, -1), float(eta), float(gamma)
         self.horizon, self.action_dim = wm.cfg.horizon, wm.act_dim
         self.generator = generator
         self.heads = wm.draw_q_heads(generator)
-        self.bf16, self.compiled = bf16, compiled
+        self.bf16 = bf16
         # the weights stay fixed while this decision is planned: stack them once
         self.step_heads, self.q_pair = FusedStepHeads(wm), FusedQPair(wm, self.heads)
 
@@ -86,13 +79,22 @@ class WorldModelReturn:
     @torch.no_grad()
     def rollout(self, actions: torch.Tensor) -> dict[str, torch.Tensor]:
         """Imagine sequences [N, H, A] through the dynamics; per-step rewards, energies, latents."""
-        if self.compiled:
-            z, latents, rewards, energies = _run_compiled(self, actions)
-        else:
-            z, latents, rewards, energies = imagine_steps(self, actions)
-        with self._autocast(), phase("heads"):
-            terminal = self.q_pair(z, self.wm.pi(z, self.generator).action).float()
-        return dict(latents=latents, rewards=rewards, energies=energies, terminal_value=terminal)
+        wm, n = self.wm, actions.shape[0]
+        z = self.z0.expand(n, -1)
+        latents, reward_logits, energy_logits = [z], [], []
+        with self._autocast():
+            for t in range(self.horizon):
+                with phase("rollout"):  # dynamics, reward and energy in one fused pass
+                    z, r_logits, f_logit = self.step_heads(z, actions[:, t])
+                reward_logits.append(r_logits)
+                energy_logits.append(f_logit)
+                latents.append(z)
+            with phase("heads"):  # decoded once for all steps
+                rewards = wm.two_hot.decode(torch.stack(reward_logits, 1)).float()
+                energies = wm.standardise_energy(torch.cat(energy_logits, 1)).float()
+                terminal = self.q_pair(z, wm.pi(z, self.generator).action).float()
+        return dict(latents=torch.stack(latents, 1).float(), rewards=rewards, energies=energies,
+                    terminal_value=terminal)
 
     def evaluate(self, actions: torch.Tensor) -> Evaluation:
         out = self.rollout(actions)
@@ -113,47 +115,6 @@ class WorldModelReturn:
                 actions.append(a.float())
                 z = self.wm.next(z, a)
         return torch.stack(actions, 1)
-
-
-def imagine_steps(ret: WorldModelReturn, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """The H imagined steps of J for candidates [N, H, A]: (z_H, latents [N, H+1, L], rewards [N, H],
-    standardised energies [N, H]).
-
-    A function of the return model, not a method, so that ``planner_compile`` can hand it to
-    torch.compile: the per-decision weight stacks are read as inputs, so one compiled graph serves
-    every decision (a new `WorldModelReturn` or a weight update does not recompile).
-    """
-    wm, n = ret.wm, actions.shape[0]
-    z = ret.z0.expand(n, -1)
-    latents, reward_logits, energy_logits = [z], [], []
-    with ret._autocast():
-        for t in range(ret.horizon):
-            with phase("rollout"):  # dynamics, reward and energy in one fused pass
-                z, r_logits, f_logit = ret.step_heads(z, actions[:, t])
-            reward_logits.append(r_logits)
-            energy_logits.append(f_logit)
-            latents.append(z)
-        with phase("heads"):  # decoded once for all steps
-            rewards = wm.two_hot.decode(torch.stack(reward_logits, 1)).float()
-            energies = wm.standardise_energy(torch.cat(energy_logits, 1)).float()
-    return z, torch.stack(latents, 1).float(), rewards, energies
-
-
-@functools.cache
-def _compiled_imagine_steps():
-    return torch.compile(imagine_steps, dynamic=False)
-
-
-def _run_compiled(ret: WorldModelReturn, actions: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """`imagine_steps` through inductor, which fuses the elementwise work (LayerNorm, Mish, SimNorm,
-    the two-hot decode) that the eager path runs as separate passes. One compile per candidate count."""
-    try:
-        return _compiled_imagine_steps()(ret, actions)
-    except Exception as exc:  # torch wraps toolchain failures in its own exception types
-        first_line = str(exc).splitlines()[0] if str(exc) else ""
-        raise RuntimeError(
-            f"planner_compile=true: torch.compile failed ({type(exc).__name__}: {first_line}). On CPU it "
-            "needs a C++ compiler (Debian: apt install g++); or run with --set planner_compile=false.") from exc
 
 
 # --- the record of one decision ------------------------------------------------------------
