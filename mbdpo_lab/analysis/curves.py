@@ -34,9 +34,10 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, max_step: int = 100_0
 
     from ..reference import reference_curves
 
+    configs = {run: json.loads((run / "config.json").read_text()) for run in map(Path, run_dirs)}
     by_task: dict[str, list[Path]] = {}
-    for run in map(Path, run_dirs):
-        by_task.setdefault(json.loads((run / "config.json").read_text())["task"], []).append(run)
+    for run, cfg in configs.items():
+        by_task.setdefault(cfg["task"], []).append(run)
     cols = min(3, len(by_task))  # wrap after three panels so the figure stays readable on a page
     rows = -(-len(by_task) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
@@ -51,7 +52,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, max_step: int = 100_0
             ax.plot(c.steps, c.mean, linestyle="none", marker="o", markersize=8, label=curve.label)
         for i, run in enumerate(runs):
             _, steps, mean, std = read_eval_curve(run)
-            eta = json.loads((run / "config.json").read_text()).get("eta")
+            eta = configs[run].get("eta")
             label = "mbdpo-lab (cpu preset)" + (f", eta={eta:g}" if len(runs) > 1 else "")
             ax.errorbar(steps, mean, yerr=std, marker="sov^"[i % 4], capsize=3, label=label,
                         color=["black", "tab:red", "tab:green", "tab:purple"][i % 4])
