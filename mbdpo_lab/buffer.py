@@ -9,10 +9,12 @@ import numpy as np
 
 
 class ReplayBuffer:
-    def __init__(self, obs_dim: int, act_dim: int, capacity: int, horizon: int, seed: int = 0):
+    def __init__(self, obs_dim: int, act_dim: int, capacity: int, horizon: int, seed: int = 0,
+                 initial_rows: int | None = None):
+        """``capacity`` counts transitions; storage starts at ``initial_rows`` and grows up to it."""
         self.obs_dim, self.act_dim, self.horizon = obs_dim, act_dim, horizon
         self.capacity = int(capacity)
-        rows = self.capacity + 1
+        rows = self.capacity + 1 if initial_rows is None else max(2, int(initial_rows))
         self.obs = np.zeros((rows, obs_dim), np.float32)
         self.action = np.zeros((rows, act_dim), np.float32)
         self.reward = np.zeros(rows, np.float32)
@@ -33,8 +35,7 @@ class ReplayBuffer:
 
     def start_episode(self, obs: np.ndarray) -> None:
         """Open a new episode with its first observation."""
-        if self._row + 1 >= len(self.obs):
-            raise MemoryError(f"replay buffer full ({self.capacity} transitions); raise buffer_size")
+        self._reserve_row()
         self._row += 1
         self._episode_start = self._row
         self.obs[self._row] = obs
@@ -45,8 +46,9 @@ class ReplayBuffer:
         """Append one transition of the current episode."""
         if self._row < 0:
             raise RuntimeError("call start_episode(obs) before add()")
-        if self._row + 1 >= len(self.obs):
+        if self.num_transitions >= self.capacity:
             raise MemoryError(f"replay buffer full ({self.capacity} transitions); raise buffer_size")
+        self._reserve_row()
         r = self._row
         self.action[r], self.reward[r] = action, reward
         self.obs[r + 1] = next_obs
@@ -56,6 +58,18 @@ class ReplayBuffer:
         start = self._row - self.horizon
         if start >= self._episode_start:
             self._starts.append(start)
+
+    def _reserve_row(self) -> None:
+        """Make room for one more row (each episode's first observation takes a row of its own)."""
+        if self._row + 1 >= len(self.obs):
+            self._grow_to(len(self.obs) + max(64, len(self.obs) // 4))
+
+    def _grow_to(self, rows: int) -> None:
+        for name in ("obs", "action", "reward", "episode"):
+            old = getattr(self, name)
+            grown = np.full((rows, *old.shape[1:]), -1 if name == "episode" else 0, old.dtype)
+            grown[:len(old)] = old
+            setattr(self, name, grown)
 
     def sample(self, batch_size: int) -> dict[str, np.ndarray]:
         """Time-major arrays: obs [H+1, B, obs_dim], action [H, B, A], reward [H, B]."""
@@ -81,8 +95,11 @@ class ReplayBuffer:
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         n = len(state["obs"])
+        if int(state["scalars"][3]) > self.capacity:
+            raise ValueError(f"saved replay holds {int(state['scalars'][3])} transitions, more than this "
+                             f"buffer's capacity of {self.capacity}")
         if n > len(self.obs):
-            raise ValueError("saved replay is larger than this buffer's capacity")
+            self._grow_to(n)
         self.obs[:n], self.action[:n] = state["obs"], state["action"]
         self.reward[:n], self.episode[:n] = state["reward"], state["episode"]
         self._starts = state["starts"].tolist()

@@ -75,7 +75,7 @@ class Config:
     log_std_max: float = 2.0
     """Policy prior's highest log standard deviation."""
     use_score_net: bool = False
-    """Build and train the optional score network s(z, x_tau, tau) (score-matching loss)."""
+    """Build the optional score network s(z, x_tau, tau); it is trained only when score_coef > 0."""
     tau_embed_dim: int = 64
     """Width of the sinusoidal noise-level embedding of the score network."""
 
@@ -101,7 +101,7 @@ class Config:
     energy_coef: float = 1.0
     """Weight of the energy (contrastive, binary logistic) loss L_F."""
     score_coef: float = 0.0
-    """Weight of the optional score-matching loss (only with use_score_net)."""
+    """Weight of the optional score-matching loss; needs use_score_net (0 leaves that network untrained)."""
     entropy_coef: float = 1e-4
     """Policy prior entropy bonus."""
     tau: float = 0.01
@@ -111,7 +111,7 @@ class Config:
     seed_steps: int = -1
     """Uniform random steps before learning; -1 means max(1000, 5 x episode_length)."""
     buffer_size: int = 1_000_000
-    """Replay capacity in steps."""
+    """Replay capacity in steps; the replay keeps every step (no eviction), so steps may not exceed it."""
     energy_noise_std: float = 0.5
     """Std of the Gaussian perturbation that makes one of the three negative candidates."""
     energy_stat_momentum: float = 0.99
@@ -138,7 +138,8 @@ class Config:
     num_pi_trajs: int = 24
     """Candidates replaced by rollouts of the policy prior through the dynamics."""
     temperature: float = 0.5
-    """Softmax temperature over standardised returns of the elites."""
+    """Diffusion planner: softmax over the elites' standardised returns / temperature. The MPPI comparison
+    planner uses TD-MPC2's convention instead, exp(temperature x (return - max)) on raw returns."""
     eta: float = 0.01
     """Weight of the energy anchor in the planning return; 0 is the unanchored agent."""
     energy_clip: float = 5.0
@@ -372,6 +373,11 @@ def validate(cfg: Config) -> None:
     need(0 <= cfg.num_pi_trajs <= cfg.num_samples,
          f"num_pi_trajs must be in [0, num_samples={cfg.num_samples}], got {cfg.num_pi_trajs}")
     need(cfg.temperature > 0, f"temperature must be > 0, got {cfg.temperature}")
+    need(cfg.steps <= cfg.buffer_size,
+         f"steps={cfg.steps} exceeds buffer_size={cfg.buffer_size}: the replay keeps every step and never "
+         "drops old ones; raise buffer_size (about obs_dim x 4 bytes per step) or train fewer steps")
+    need(cfg.score_coef <= 0 or cfg.use_score_net,
+         f"score_coef={cfg.score_coef} trains the score network, which is not built; add --set use_score_net=true")
     need(cfg.eta >= 0, f"eta must be >= 0 (0 is the unanchored agent), got {cfg.eta}")
     need(cfg.horizon >= 1, f"horizon must be >= 1, got {cfg.horizon}")
     need(0 < cfg.beta_start < cfg.beta_end < 1, "need 0 < beta_start < beta_end < 1")

@@ -114,8 +114,9 @@ class Trainer:
         self.eval_env = make_env(cfg.task, seed=cfg.seed + 10_000, action_repeat=cfg.action_repeat,
                                  episode_length=cfg.episode_length)
         self.agent = agent or MBDPO(cfg, self.env.obs_dim, self.env.act_dim)
-        capacity = min(cfg.buffer_size, cfg.steps + cfg.episode_length + 1)
-        self.buffer = ReplayBuffer(self.env.obs_dim, self.env.act_dim, capacity, cfg.horizon, seed=cfg.seed)
+        planned = min(cfg.buffer_size, cfg.steps)  # storage for the planned run; it grows if run() goes on
+        self.buffer = ReplayBuffer(self.env.obs_dim, self.env.act_dim, cfg.buffer_size, cfg.horizon, seed=cfg.seed,
+                                   initial_rows=planned + planned // cfg.episode_length + 2)
         self.rng = np.random.default_rng(cfg.seed)
         self.callbacks: list[Callback] = list(callbacks or [])
         self.out_dir = Path(out_dir) if out_dir else None

@@ -19,6 +19,7 @@ PY
 while IFS=$'\t' read -r name cmd; do
   echo "== $name: $cmd"
   rm -rf "runs/$name"
-  "$BIN/$cmd"
+  read -ra argv <<< "$cmd"  # the manifest command, split into words (it holds no quoted spaces)
+  "$BIN/${argv[0]}" "${argv[@]:1}"
   "$BIN/mbdpo-lab" export --run "runs/$name" --name "$name"
 done <<< "$entries"

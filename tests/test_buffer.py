@@ -42,3 +42,21 @@ def test_state_round_trip_and_capacity_error():
     np.testing.assert_array_equal(other.sample(10)["obs"], buf.sample(10)["obs"])
     with pytest.raises(MemoryError, match="buffer_size"):
         _fill(buf, [20])
+
+
+def test_capacity_counts_transitions_however_many_episodes_hold_them():
+    # Every episode's first observation takes a row of its own; storage grows for those rows
+    # (many short episodes once overflowed a buffer sized for the planned steps).
+    buf = ReplayBuffer(obs_dim=2, act_dim=1, capacity=20, horizon=2, seed=0, initial_rows=6)
+    _fill(buf, [4] * 5)
+    assert buf.num_transitions == 20 and buf.num_episodes == 5
+    s = buf.sample(300)
+    assert (np.diff(s["obs"][..., 1], axis=0) == 1).all() and (s["obs"][..., 0] == s["obs"][0, :, 0]).all()
+    with pytest.raises(MemoryError, match="20 transitions"):
+        buf.start_episode(np.zeros(2, np.float32))
+        buf.add(np.zeros(1, np.float32), 0.0, np.zeros(2, np.float32))
+    small = ReplayBuffer(obs_dim=2, act_dim=1, capacity=20, horizon=2, seed=0, initial_rows=3)
+    small.load_state_dict(buf.state_dict())
+    assert small.num_transitions == 20 and small.num_starts == buf.num_starts
+    with pytest.raises(ValueError, match="capacity of 10"):
+        ReplayBuffer(obs_dim=2, act_dim=1, capacity=10, horizon=2).load_state_dict(buf.state_dict())

@@ -39,6 +39,10 @@ def test_invalid_values_are_refused():
     for bad in (["num_samples=0"], ["num_elites=1000"], ["eta=-1"], ["num_samples=abc"], ["planner=foo"]):
         with pytest.raises(ConfigError):
             make_config("paper", overrides=bad)
+    with pytest.raises(ConfigError, match="use_score_net=true"):
+        make_config("cpu", overrides=["score_coef=1"])  # would weight a loss of a network never built
+    with pytest.raises(ConfigError, match="never drops old ones"):
+        make_config("cpu", overrides=["steps=2000", "buffer_size=1000"])
 
 
 def test_round_trip_and_docs():

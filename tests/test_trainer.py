@@ -23,6 +23,14 @@ def test_same_seed_same_numbers():
     assert a.history[-1]["value_loss"] == b.history[-1]["value_loss"]
 
 
+def test_short_episodes_and_training_past_the_planned_steps_fit_the_replay():
+    # every episode start takes a replay row; 5-step episodes once overflowed a replay sized for the steps
+    trainer = Trainer(_cfg(steps=100, episode_length=5, seed_steps=50)).run()
+    assert trainer.state == "finished" and len(trainer.buffer) == 100
+    trainer.run(steps=160)  # the dashboard's "train more" goes past cfg.steps
+    assert trainer.state == "finished" and len(trainer.buffer) == 160 and trainer.buffer.num_episodes >= 32
+
+
 def test_step_pause_stop_resume_and_checkpoint(tmp_path):
     events = []
     trainer = Trainer(_cfg(), out_dir=tmp_path, callbacks=[lambda e, d: events.append((e, d))])
