@@ -1,4 +1,4 @@
-# Two entry points (see README): `make demo` and `make test`. Both set up first.
+# Two entry points (see README): `make lab` and `make test`. Both set up first.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin

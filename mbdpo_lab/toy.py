@@ -9,8 +9,9 @@ The picture a course uses: one decision over a 2-D action a in [-1, 1]^2 (horizo
   ``distractor``: near ``spurious``, far from the data, the model believes the return is
   ``distractor x`` the true best return (a smooth blend into the fit). On the data the model is
   right; off the data it has a spurious optimum. ``distractor=0`` is a landscape without the trap.
-* An **energy head** F(a): a small torch MLP trained exactly like the agent's (binary logistic loss;
-  positives are the data; the negatives for each positive, a noisy copy of it and a uniform action,
+* An **energy head** F(a): a small torch MLP trained with the agent's loss (binary logistic loss;
+  positives are the data; the negatives for each positive, a noisy copy of it and a uniform action
+  (there is no policy prior here, and no rho weights over time),
   enter through the smooth maximum log mean exp F of the agent's default rule), standardised by the mean/std of F on the data and clipped to
   +-``energy_clip`` as in the world model.
 
