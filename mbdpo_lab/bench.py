@@ -42,6 +42,24 @@ def _gflop(fn) -> float:
     return counter.get_total_flops() / 1e9
 
 
+def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """This machine's practical ceiling: GFLOP/s of one large square matmul (best of ``repeats``).
+
+    The planner and update are measured against it, so the ratio says how much of the hardware the
+    small matmuls and elementwise work leave unused, on whatever CPU or GPU runs the benchmark."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    best = float("inf")
+    for i in range(repeats + 1):
+        _sync(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        _sync(device)
+        if i:  # the first call warms up
+            best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
 PHASES = ("candidates", "rollout", "heads", "weighting")
 
 
@@ -81,14 +99,20 @@ def benchmark(cfg: Config, obs_dim: int = 24, act_dim: int = 6, dtype: str = "fp
     update_ms = _median_ms(update, device, repeats)
     planner_gflop, update_gflop = _gflop(act), _gflop(update)
     phases = planner_phases(act) if device.type == "cpu" else {}
+    peak_fp32 = matmul_peak_gflops(device, torch.float32)
+    peak_bf16 = matmul_peak_gflops(device, torch.bfloat16)
+    planner_rate, update_rate = planner_gflop / (planner_ms / 1000), update_gflop / (update_ms / 1000)
     out: dict[str, Any] = dict(
         preset=cfg.preset, device=str(device), dtype=dtype, threads=torch.get_num_threads(),
         params=agent.wm.num_params(), planner=cfg.planner,
         planner_ms_per_action=round(planner_ms, 3), update_ms=round(update_ms, 3),
         train_step_ms=round(planner_ms + update_ms, 3),
         planner_gflop=round(planner_gflop, 3), update_gflop=round(update_gflop, 3),
-        planner_gflops_per_s=round(planner_gflop / (planner_ms / 1000), 1),
-        update_gflops_per_s=round(update_gflop / (update_ms / 1000), 1),
+        planner_gflops_per_s=round(planner_rate, 1), update_gflops_per_s=round(update_rate, 1),
+        matmul_peak_fp32_gflops_per_s=round(peak_fp32, 1), matmul_peak_bf16_gflops_per_s=round(peak_bf16, 1),
+        # the planner against the ceiling of the dtype it runs in; the update always runs in fp32
+        planner_fraction_of_peak=round(planner_rate / (peak_bf16 if dtype == "bf16" else peak_fp32), 3),
+        update_fraction_of_peak=round(update_rate / peak_fp32, 3),
         samples=cfg.num_samples, levels=cfg.num_levels, horizon=cfg.horizon, batch_size=B,
         cpu=platform.processor() or platform.machine(), **phases,
     )

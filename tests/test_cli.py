@@ -56,3 +56,6 @@ def test_train_eval_bench_end_to_end(tmp_path):
     bench = json.loads(stdout)
     assert {"planner_ms_per_action", "update_ms", "params", "device"} <= set(bench)
     assert bench["planner_ms_per_action"] > 0 and bench["params"] > 0
+    # the tiny preset's small matmuls use a small share of what one large matmul reaches here
+    assert 0 < bench["planner_fraction_of_peak"] < 0.5 and 0 < bench["update_fraction_of_peak"] < 0.5
+    assert bench["matmul_peak_fp32_gflops_per_s"] > bench["update_gflops_per_s"]
