@@ -353,4 +353,9 @@ class Trainer:
         trainer.episode = int(ckpt.meta["episode"])
         seed_everything(cfg.seed + trainer.agent_step)
         trainer.rng = np.random.default_rng(cfg.seed + trainer.agent_step)
+        # Fresh initial states too: the env seeded like the first segment would replay its start states.
+        # (The evaluation env keeps its seed, so evaluations stay comparable across segments.)
+        trainer.env.close()
+        trainer.env = make_env(cfg.task, seed=cfg.seed + trainer.agent_step, action_repeat=cfg.action_repeat,
+                               episode_length=cfg.episode_length)
         return trainer

@@ -74,6 +74,20 @@ def test_ctrl_c_leaves_usable_agent_and_intact_checkpoint(tmp_path):
     assert np.isfinite(action).all()
 
 
+def test_resumed_run_meets_new_initial_states(tmp_path):
+    """A resumed segment must not replay the first segment's episode starts (pendulum learns from them)."""
+    trainer = Trainer(_cfg(steps=120), out_dir=tmp_path)
+    for _ in range(120):
+        trainer.step()
+    trainer.save()
+    first_segment = trainer.buffer.obs[trainer.buffer.episode == 0][0]
+    resumed = Trainer.resume_from(tmp_path, steps=130)
+    resumed.run()
+    episodes = resumed.buffer.episode
+    start_after_resume = resumed.buffer.obs[np.flatnonzero(episodes == episodes.max())[0]]
+    assert not np.allclose(start_after_resume, first_segment)
+
+
 def test_resume_after_hard_kill_draws_each_step_once(tmp_path):
     """A kill after the last checkpoint must not leave the replayed steps twice in metrics.csv."""
     trainer = Trainer(_cfg(), out_dir=tmp_path)
