@@ -42,6 +42,19 @@ def _gflop(fn) -> float:
     return counter.get_total_flops() / 1e9
 
 
+def cpu_description() -> str:
+    """CPU model and its matrix extensions: the same VM kind can land on different processors."""
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                 platform.machine())
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    extras = [f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags]
+    return f"{model} ({', '.join(extras) or 'no AVX2'})"
+
+
 def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
     """This machine's practical ceiling: GFLOP/s of one large square matmul (best of ``repeats``).
 
@@ -114,7 +127,7 @@ def benchmark(cfg: Config, obs_dim: int = 24, act_dim: int = 6, dtype: str = "fp
         planner_fraction_of_peak=round(planner_rate / (peak_bf16 if dtype == "bf16" else peak_fp32), 3),
         update_fraction_of_peak=round(update_rate / peak_fp32, 3),
         samples=cfg.num_samples, levels=cfg.num_levels, horizon=cfg.horizon, batch_size=B,
-        cpu=platform.processor() or platform.machine(), **phases,
+        cpu=cpu_description(), **phases,
     )
     if device.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(device)
