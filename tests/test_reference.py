@@ -78,3 +78,17 @@ def test_learning_curves_share_a_panel_per_task(tmp_path):
         runs.append(run)
     width, height = Image.open(plot_runs(runs, tmp_path / "four.png")).size
     assert width == round(3 * 5.2 * 110) and height == round(2 * 3.8 * 110)
+
+
+def test_curve_labels_name_what_differs_between_runs_of_a_panel():
+    from mbdpo_lab.analysis.curves import run_labels
+
+    smooth = {"preset": "cpu", "eta": 0.01, "energy_negatives": "smooth", "seed": 1}
+    legacy = {"preset": "cpu", "eta": 0.01, "seed": 1}  # written before the energy-rule option: hardest
+    twin = {**smooth, "eta": 0.0}
+    assert run_labels([smooth, legacy, twin]) == ["mbdpo-lab (cpu preset), eta=0.01, smooth rule",
+                                                  "mbdpo-lab (cpu preset), eta=0.01, hardest rule",
+                                                  "mbdpo-lab (cpu preset), eta=0, smooth rule"]
+    assert run_labels([smooth, {**smooth, "seed": 2}]) == ["mbdpo-lab (cpu preset), seed 1",
+                                                          "mbdpo-lab (cpu preset), seed 2"]
+    assert run_labels([smooth]) == ["mbdpo-lab (cpu preset)"]

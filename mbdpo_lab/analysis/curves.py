@@ -19,6 +19,23 @@ def read_eval_curve(run_dir: str | Path) -> tuple[str, np.ndarray, np.ndarray, n
     return task, steps, np.array([by_step[s][0] for s in steps]), np.array([by_step[s][1] for s in steps])
 
 
+_LABEL_PARTS = {"eta": lambda v: f"eta={v:g}", "energy_negatives": lambda v: f"{v} rule",
+                "seed": lambda v: f"seed {v}"}
+
+
+def run_labels(configs: list[dict]) -> list[str]:
+    """Legend labels for runs sharing a panel: the preset plus whichever of eta, energy rule and seed differ."""
+    # configs written before the energy-rule option were trained with the hardest rule
+    values = [{"eta": c.get("eta"), "energy_negatives": c.get("energy_negatives", "hardest"),
+               "seed": c.get("seed")} for c in configs]
+    differing = [k for k in _LABEL_PARTS if len({str(v[k]) for v in values}) > 1]
+    labels = []
+    for cfg, v in zip(configs, values):
+        base = f"mbdpo-lab ({cfg['preset']} preset)" if cfg.get("preset") else "mbdpo-lab"
+        labels.append(", ".join([base] + [_LABEL_PARTS[k](v[k]) for k in differing]))
+    return labels
+
+
 def plot_runs(run_dirs: list[str | Path], out: str | Path, max_step: int = 100_000) -> Path:
     """One panel per task: our eval return +- std vs the published MBDPO and TD-MPC2 curves.
 
@@ -50,12 +67,11 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, max_step: int = 100_0
         for method, curve in reference_curves(task).items():
             c = curve.clipped(max_step)  # published every 100k steps: points, not a line
             ax.plot(c.steps, c.mean, linestyle="none", marker="o", markersize=8, label=curve.label)
-        for i, run in enumerate(runs):
+        colours = ["black", "tab:red", "tab:green", "tab:purple", "tab:brown", "tab:pink"]
+        for i, (run, label) in enumerate(zip(runs, run_labels([configs[r] for r in runs]))):
             _, steps, mean, std = read_eval_curve(run)
-            eta = configs[run].get("eta")
-            label = "mbdpo-lab (cpu preset)" + (f", eta={eta:g}" if len(runs) > 1 else "")
-            ax.errorbar(steps, mean, yerr=std, marker="sov^"[i % 4], capsize=3, label=label,
-                        color=["black", "tab:red", "tab:green", "tab:purple"][i % 4])
+            ax.errorbar(steps, mean, yerr=std, marker="sov^Dp"[i % 6], capsize=3, label=label,
+                        color=colours[i % len(colours)])
         ax.set(title=task, xlabel="environment steps", ylabel="eval return (mean ± std)", xlim=(0, max_step),
                ylim=(0, 1000))
         ax.grid(alpha=0.3)
