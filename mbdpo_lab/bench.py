@@ -48,9 +48,9 @@ def cpu_description() -> str:
         info = open("/proc/cpuinfo").read()
     except OSError:
         return platform.processor() or platform.machine()
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
-                 platform.machine())
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    fields = dict(line.split(":", 1) for line in info.splitlines()[::-1] if ":" in line)  # the first CPU wins
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    model, flags = fields.get("model name", platform.machine()), fields.get("flags", "").split()
     extras = [f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags]
     return f"{model} ({', '.join(extras) or 'no AVX2'})"
 

@@ -106,10 +106,10 @@ class Trainer:
     """Owns env, agent, replay and counters; safe to drive from a background thread."""
 
     def __init__(self, cfg: Config, out_dir: str | Path | None = None, callbacks: list[Callback] | None = None,
-                 agent: MBDPO | None = None):
+                 agent: MBDPO | None = None, env_seed: int | None = None):
         self.cfg = cfg
         seed_everything(cfg.seed)
-        self.env = make_env(cfg.task, seed=cfg.seed, action_repeat=cfg.action_repeat,
+        self.env = make_env(cfg.task, seed=cfg.seed if env_seed is None else env_seed, action_repeat=cfg.action_repeat,
                             episode_length=cfg.episode_length)
         self.eval_env = make_env(cfg.task, seed=cfg.seed + 10_000, action_repeat=cfg.action_repeat,
                                  episode_length=cfg.episode_length)
@@ -344,18 +344,16 @@ class Trainer:
         cfg = ckpt.agent.cfg
         if steps is not None:
             cfg.steps = steps
-        trainer = cls(cfg, out_dir, callbacks, agent=ckpt.agent)
+        agent_step = int(ckpt.meta["agent_step"])
+        # Fresh initial states: the env seeded like the first segment would replay its start states.
+        # (The evaluation env keeps its seed, so evaluations stay comparable across segments.)
+        trainer = cls(cfg, out_dir, callbacks, agent=ckpt.agent, env_seed=cfg.seed + agent_step)
         with np.load(out_dir / "checkpoints" / "replay.npz", allow_pickle=False) as data:
             trainer.buffer.load_state_dict({k: data[k] for k in data.files})
-        trainer.agent_step = int(ckpt.meta["agent_step"])
+        trainer.agent_step = agent_step
         _set_aside_rows_after(out_dir / "metrics.csv", trainer.env_step)
         trainer._wall_start -= float(ckpt.meta.get("wall_time", 0.0))  # wall time counts the whole run
         trainer.episode = int(ckpt.meta["episode"])
         seed_everything(cfg.seed + trainer.agent_step)
         trainer.rng = np.random.default_rng(cfg.seed + trainer.agent_step)
-        # Fresh initial states too: the env seeded like the first segment would replay its start states.
-        # (The evaluation env keeps its seed, so evaluations stay comparable across segments.)
-        trainer.env.close()
-        trainer.env = make_env(cfg.task, seed=cfg.seed + trainer.agent_step, action_repeat=cfg.action_repeat,
-                               episode_length=cfg.episode_length)
         return trainer
