@@ -62,6 +62,46 @@ def test_trace_identity_x_prev_equals_sqrt_abar_times_weighted_mean():
     np.testing.assert_allclose(tr.x[0], 0.0)
 
 
+class FlatReturnWithEnergy:
+    """A sparse task far from any reward: the model return is the same for every candidate, while
+    the energy prefers ``data_action`` (the actions the replay holds)."""
+
+    def __init__(self, data_action, eta):
+        self.data_action = torch.as_tensor(data_action, dtype=torch.float32)
+        self.horizon, self.action_dim = self.data_action.shape
+        self.eta = eta
+
+    def evaluate(self, actions):
+        energy = -((actions - self.data_action) ** 2).sum((1, 2))
+        model_return = torch.zeros_like(energy)
+        return Evaluation(total=model_return + self.eta * energy, model_return=model_return, energy=energy)
+
+    def prior_candidates(self, n, generator=None):
+        return None
+
+
+def test_flat_model_return_leaves_the_anchor_in_charge_at_any_eta():
+    """J is standardised before the softmax, so where the model return is flat (pendulum far from
+    upright) even a tiny eta ranks the candidates by energy alone and the plan imitates the data;
+    with eta = 0 nothing ranks them and the plan wanders from decision to decision, pulled nowhere."""
+    data = torch.full((3, 1), 0.7)
+    planner = DiffusionPlanner(num_samples=128, num_levels=6, num_elites=16, num_pi_trajs=0, beta_end=0.035)
+
+    def plan_after(eta, seed, decisions=6):
+        gen, plan = torch.Generator().manual_seed(seed), torch.zeros(3, 1)
+        for _ in range(decisions):
+            plan = planner.plan(FlatReturnWithEnergy(data, eta), plan, gen).plan
+        return plan
+
+    for seed in range(3):
+        tiny_eta, large_eta = plan_after(1e-3, seed), plan_after(10.0, seed)
+        torch.testing.assert_close(tiny_eta, large_eta)  # the scale of eta does not matter here
+        assert (tiny_eta - data).abs().max() < 0.1, tiny_eta
+    unanchored = torch.stack([plan_after(0.0, seed)[0, 0] for seed in range(24)])
+    assert unanchored.mean().abs() < 0.2, unanchored  # no pull towards the data (or anywhere)
+    assert unanchored.std() > 0.1, unanchored  # but not standing still either
+
+
 def test_warm_start_is_shifted_previous_plan():
     prev = torch.arange(6, dtype=torch.float32).view(3, 2)
     warm = shift_warm_start(prev, 3, 2, "cpu")
