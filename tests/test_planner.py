@@ -102,6 +102,41 @@ def test_flat_model_return_leaves_the_anchor_in_charge_at_any_eta():
     assert unanchored.std() > 0.1, unanchored  # but not standing still either
 
 
+
+class GradedReturnWithEnergy(FlatReturnWithEnergy):
+    """The same energy, but the model return is graded: it peaks at ``best_action`` (the pendulum
+    once its value has spread below the top: pumping torques far from the data)."""
+
+    def __init__(self, data_action, best_action, eta):
+        super().__init__(data_action, eta)
+        self.best_action = torch.as_tensor(best_action, dtype=torch.float32)
+
+    def evaluate(self, actions):
+        energy = -((actions - self.data_action) ** 2).sum((1, 2))
+        model_return = -((actions - self.best_action) ** 2).sum((1, 2))
+        return Evaluation(total=model_return + self.eta * energy, model_return=model_return, energy=energy)
+
+
+def test_graded_model_return_outweighs_a_small_anchor():
+    """The other side of the flat case: where the return is graded, the default eta barely moves the
+    plan from the return's optimum (the shipped unanchored pendulum agent swings up as well with
+    eta = 0.01); only a large eta pulls it onto the data."""
+    data, best = torch.full((3, 1), 0.7), torch.full((3, 1), -0.8)
+    planner = DiffusionPlanner(num_samples=128, num_levels=6, num_elites=16, num_pi_trajs=0, beta_end=0.035)
+
+    def plan_after(eta, seed, decisions=6):
+        gen, plan = torch.Generator().manual_seed(seed), torch.zeros(3, 1)
+        for _ in range(decisions):
+            plan = planner.plan(GradedReturnWithEnergy(data, best, eta), plan, gen).plan
+        return plan
+
+    for seed in range(3):
+        # the optimum of J moves from -0.8 to (-0.8 + eta 0.7) / (1 + eta): -0.785 at 0.01, 0.685 at 100
+        assert (plan_after(0.0, seed) - best).abs().max() < 0.1
+        assert (plan_after(0.01, seed) - best).abs().max() < 0.1
+        assert (plan_after(100.0, seed) - data).abs().max() < 0.1
+
+
 def test_warm_start_is_shifted_previous_plan():
     prev = torch.arange(6, dtype=torch.float32).view(3, 2)
     warm = shift_warm_start(prev, 3, 2, "cpu")
