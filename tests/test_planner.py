@@ -112,7 +112,7 @@ class GradedReturnWithEnergy(FlatReturnWithEnergy):
         self.best_action = torch.as_tensor(best_action, dtype=torch.float32)
 
     def evaluate(self, actions):
-        energy = -((actions - self.data_action) ** 2).sum((1, 2))
+        energy = super().evaluate(actions).energy
         model_return = -((actions - self.best_action) ** 2).sum((1, 2))
         return Evaluation(total=model_return + self.eta * energy, model_return=model_return, energy=energy)
 
