@@ -175,7 +175,9 @@ class MBDPO:
     def _update_energy_stats(self, pos_logits: torch.Tensor) -> None:
         m = self.cfg.energy_stat_momentum
         self.wm.energy_mean.mul_(m).add_((1 - m) * pos_logits.mean())
-        self.wm.energy_std.mul_(m).add_((1 - m) * pos_logits.std().clamp(min=1e-3))
+        # one pair (batch 1, horizon 1) has no unbiased std; use the biased one there instead of NaN
+        std = pos_logits.std(unbiased=pos_logits.numel() > 1)
+        self.wm.energy_std.mul_(m).add_((1 - m) * std.clamp(min=1e-3))
 
     def to_batch(self, sample: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         return {k: torch.as_tensor(sample[k], device=self.device) for k in ("obs", "action", "reward")}

@@ -36,6 +36,11 @@ def _median_ms(fn, device: torch.device, repeats: int, warmup: int = 3) -> float
     return statistics.median(times)
 
 
+def significant(x: float, digits: int = 3) -> float:
+    """``x`` to ``digits`` significant digits: small ratios and rates stay visible (never rounded to 0)."""
+    return float(f"{x:.{digits}g}")
+
+
 def _gflop(fn) -> float:
     with FlopCounterMode(display=False) as counter:
         fn()
@@ -87,7 +92,7 @@ def planner_phases(fn, repeats: int = 3) -> dict[str, float]:
     for event in prof.key_averages():
         if event.key in totals:
             totals[event.key] += event.cpu_time_total / 1000 / repeats
-    return {f"phase_{k}_ms": round(v, 3) for k, v in totals.items()}
+    return {f"phase_{k}_ms": significant(v, 4) for k, v in totals.items()}
 
 
 def benchmark(cfg: Config, obs_dim: int = 24, act_dim: int = 6, dtype: str = "fp32",
@@ -118,20 +123,20 @@ def benchmark(cfg: Config, obs_dim: int = 24, act_dim: int = 6, dtype: str = "fp
     out: dict[str, Any] = dict(
         preset=cfg.preset, device=str(device), dtype=dtype, threads=torch.get_num_threads(),
         params=agent.wm.num_params(), planner=cfg.planner,
-        planner_ms_per_action=round(planner_ms, 3), update_ms=round(update_ms, 3),
-        train_step_ms=round(planner_ms + update_ms, 3),
-        planner_gflop=round(planner_gflop, 3), update_gflop=round(update_gflop, 3),
-        planner_gflops_per_s=round(planner_rate, 1), update_gflops_per_s=round(update_rate, 1),
-        matmul_peak_fp32_gflops_per_s=round(peak_fp32, 1), matmul_peak_bf16_gflops_per_s=round(peak_bf16, 1),
+        planner_ms_per_action=significant(planner_ms, 4), update_ms=significant(update_ms, 4),
+        train_step_ms=significant(planner_ms + update_ms, 4),
+        planner_gflop=significant(planner_gflop), update_gflop=significant(update_gflop),
+        planner_gflops_per_s=significant(planner_rate), update_gflops_per_s=significant(update_rate),
+        matmul_peak_fp32_gflops_per_s=significant(peak_fp32), matmul_peak_bf16_gflops_per_s=significant(peak_bf16),
         # the planner against the ceiling of the dtype it runs in; the update always runs in fp32
-        planner_fraction_of_peak=round(planner_rate / (peak_bf16 if dtype == "bf16" else peak_fp32), 3),
-        update_fraction_of_peak=round(update_rate / peak_fp32, 3),
+        planner_fraction_of_peak=significant(planner_rate / (peak_bf16 if dtype == "bf16" else peak_fp32)),
+        update_fraction_of_peak=significant(update_rate / peak_fp32),
         samples=cfg.num_samples, levels=cfg.num_levels, horizon=cfg.horizon, batch_size=B,
         cpu=cpu_description(), **phases,
     )
     if device.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(device)
-        out["max_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+        out["max_memory_mb"] = significant(torch.cuda.max_memory_allocated(device) / 2**20, 4)
     else:
         import resource
 

@@ -366,33 +366,68 @@ def validate(cfg: Config) -> None:
         if not cond:
             raise ConfigError(msg)
 
+    # planner sizes: at least one sampled candidate per level besides the policy-prior ones
     need(cfg.num_samples >= 1, f"num_samples must be >= 1, got {cfg.num_samples}")
     need(cfg.num_levels >= 2, f"num_levels must be >= 2 (levels N-1..1 are run), got {cfg.num_levels}")
     need(1 <= cfg.num_elites <= cfg.num_samples,
          f"num_elites must be in [1, num_samples={cfg.num_samples}], got {cfg.num_elites}")
-    need(0 <= cfg.num_pi_trajs <= cfg.num_samples,
-         f"num_pi_trajs must be in [0, num_samples={cfg.num_samples}], got {cfg.num_pi_trajs}")
+    need(0 <= cfg.num_pi_trajs < cfg.num_samples,
+         f"num_pi_trajs must be in [0, num_samples - 1 = {cfg.num_samples - 1}] (the planner needs at least "
+         f"one sampled candidate per level), got {cfg.num_pi_trajs}; lower num_pi_trajs or raise num_samples")
     need(cfg.temperature > 0, f"temperature must be > 0, got {cfg.temperature}")
-    need(cfg.steps <= cfg.buffer_size,
-         f"steps={cfg.steps} exceeds buffer_size={cfg.buffer_size}: the replay keeps every step and never "
-         "drops old ones; raise buffer_size (about obs_dim x 4 bytes per step) or train fewer steps")
-    need(cfg.score_coef <= 0 or cfg.use_score_net,
-         f"score_coef={cfg.score_coef} trains the score network, which is not built; add --set use_score_net=true")
+    need(0 < cfg.beta_start < cfg.beta_end < 1,
+         f"need 0 < beta_start < beta_end < 1, got beta_start={cfg.beta_start}, beta_end={cfg.beta_end}")
+    need(cfg.planner in ("diffusion", "mppi", "policy"),
+         f"planner must be diffusion, mppi or policy, got {cfg.planner!r}")
+    need(cfg.mppi_iterations >= 1, f"mppi_iterations must be >= 1, got {cfg.mppi_iterations}")
+    need(0 < cfg.mppi_min_std <= cfg.mppi_max_std,
+         f"need 0 < mppi_min_std <= mppi_max_std, got {cfg.mppi_min_std} and {cfg.mppi_max_std}")
     need(cfg.eta >= 0, f"eta must be >= 0 (0 is the unanchored agent), got {cfg.eta}")
-    need(cfg.horizon >= 1, f"horizon must be >= 1, got {cfg.horizon}")
-    need(0 < cfg.beta_start < cfg.beta_end < 1, "need 0 < beta_start < beta_end < 1")
+    need(cfg.energy_clip > 0, f"energy_clip must be > 0, got {cfg.energy_clip}")
+    need(cfg.exploration_std >= 0, f"exploration_std must be >= 0, got {cfg.exploration_std}")
+    # networks
+    for name in ("enc_dim", "mlp_dim", "latent_dim", "num_enc_layers", "simnorm_dim"):
+        need(getattr(cfg, name) >= 1, f"{name} must be >= 1, got {getattr(cfg, name)}")
     need(cfg.latent_dim % cfg.simnorm_dim == 0,
          f"latent_dim ({cfg.latent_dim}) must be a multiple of simnorm_dim ({cfg.simnorm_dim})")
     need(cfg.num_q >= 2, f"num_q must be >= 2 (two heads are drawn), got {cfg.num_q}")
-    need(cfg.planner in ("diffusion", "mppi", "policy"),
-         f"planner must be diffusion, mppi or policy, got {cfg.planner!r}")
+    need(cfg.num_bins >= 2 and cfg.vmin < cfg.vmax,
+         f"need num_bins >= 2 and vmin < vmax, got num_bins={cfg.num_bins}, vmin={cfg.vmin}, vmax={cfg.vmax}")
+    need(0 <= cfg.dropout < 1, f"dropout must be in [0, 1), got {cfg.dropout}")
+    need(cfg.log_std_min < cfg.log_std_max,
+         f"log_std_min ({cfg.log_std_min}) must be below log_std_max ({cfg.log_std_max})")
+    need(cfg.tau_embed_dim >= 2 and cfg.tau_embed_dim % 2 == 0,
+         f"tau_embed_dim must be even and >= 2 (sine and cosine halves), got {cfg.tau_embed_dim}")
+    need(cfg.score_coef <= 0 or cfg.use_score_net,
+         f"score_coef={cfg.score_coef} trains the score network, which is not built; add --set use_score_net=true")
+    # learning
+    need(cfg.horizon >= 1, f"horizon must be >= 1, got {cfg.horizon}")
     need(cfg.batch_size >= 1 and cfg.steps >= 0 and cfg.episode_length >= cfg.horizon + 1,
          "batch_size >= 1, steps >= 0 and episode_length > horizon are required")
+    need(cfg.lr > 0 and cfg.enc_lr_scale > 0 and cfg.grad_clip_norm > 0,
+         f"lr, enc_lr_scale and grad_clip_norm must be > 0, got {cfg.lr}, {cfg.enc_lr_scale}, {cfg.grad_clip_norm}")
+    need(0 <= cfg.rho <= 1, f"rho must be in [0, 1], got {cfg.rho}")
+    need(0 <= cfg.tau <= 1, f"tau (the Polyak rate) must be in [0, 1], got {cfg.tau}")
+    need(0 <= cfg.energy_stat_momentum < 1, f"energy_stat_momentum must be in [0, 1), got {cfg.energy_stat_momentum}")
+    need(cfg.energy_noise_std >= 0, f"energy_noise_std must be >= 0, got {cfg.energy_noise_std}")
+    need(cfg.discount == -1 or 0 < cfg.discount <= 1,
+         f"discount must be in (0, 1], or -1 to derive it from episode_length, got {cfg.discount}")
+    need(cfg.seed_steps == -1 or cfg.seed_steps >= cfg.horizon,
+         f"seed_steps must be >= horizon ({cfg.horizon}: the first update needs one sub-trajectory), or -1 for "
+         f"max(1000, 5 x episode_length), got {cfg.seed_steps}")
+    need(cfg.steps <= cfg.buffer_size,
+         f"steps={cfg.steps} exceeds buffer_size={cfg.buffer_size}: the replay keeps every step and never "
+         "drops old ones; raise buffer_size (about obs_dim x 4 bytes per step) or train fewer steps")
     need(cfg.energy_negatives in ("hardest", "smooth"),
          f"energy_negatives must be hardest or smooth, got {cfg.energy_negatives!r}")
+    # the run
     need(cfg.action_repeat >= 1, f"action_repeat must be >= 1, got {cfg.action_repeat}")
     need(cfg.eval_episodes >= 1, f"eval_episodes must be >= 1, got {cfg.eval_episodes}")
-
+    need(cfg.eval_every >= 0 and cfg.checkpoint_every >= 0,
+         f"eval_every and checkpoint_every must be >= 0 (0: never / only at the end), got "
+         f"{cfg.eval_every} and {cfg.checkpoint_every}")
+    need(cfg.video_size >= 16 and cfg.video_size % 2 == 0,
+         f"video_size must be an even number of pixels >= 16 (mp4 needs even sizes), got {cfg.video_size}")
 
 def make_config(preset: str = "paper", overrides: Mapping[str, Any] | Iterable[str] | None = None,
                 **kwargs: Any) -> Config:

@@ -36,7 +36,8 @@ class ScoreNet(nn.Module):
         self.net = mlp(cfg.latent_dim + seq + cfg.tau_embed_dim, [cfg.mlp_dim, cfg.mlp_dim], seq)
 
     def forward(self, z: torch.Tensor, x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-        emb = sinusoidal_embedding(level, self.embed_dim).expand(x.shape[0], -1)
+        # one level for the whole batch, or one per row ([B] or [B, 1])
+        emb = sinusoidal_embedding(torch.as_tensor(level).reshape(-1), self.embed_dim).expand(x.shape[0], -1)
         return self.net(torch.cat([z, x.flatten(1), emb], dim=-1)).view_as(x)
 
 

