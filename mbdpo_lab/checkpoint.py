@@ -6,7 +6,7 @@ Layout: safetensors tensors (weights, and optionally optimiser state) whose head
 byte anywhere, a truncated file or an edited config is refused with a clear message. Files are
 written to a temporary name and renamed, so an interrupted save never leaves a broken checkpoint.
 
-`load_pretrained(name)` reads ``assets/pretrained/manifest.json`` and checks the file's sha256.
+`load_pretrained(name)` reads ``mbdpo_lab/data/pretrained/manifest.json`` and checks the file's sha256.
 """
 from __future__ import annotations
 
@@ -27,14 +27,11 @@ from safetensors.torch import save_file
 from . import __version__
 from .agent import MBDPO
 from .config import Config, ConfigError
+from .data import data_dir
+from .errors import CheckpointError
 
 FORMAT = "mbdpo-lab/1"
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-PRETRAINED_DIR = ASSETS / "pretrained"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, corrupt, tampered with or does not fit; says what to do."""
+PRETRAINED_DIR = data_dir("pretrained")
 
 
 @dataclass

@@ -10,14 +10,39 @@ import json
 import sys
 from pathlib import Path
 
-
-class UsageError(Exception):
-    """Bad input from the command line; printed as one line, exit status 2."""
+from .errors import CheckpointError, ConfigError, RenderingUnavailable, UnknownTaskError, UsageError
 
 
 def _add_set(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field (repeatable), e.g. --set eta=0 --set num_samples=256")
+
+
+def _add_compare_anchor(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "compare-anchor", help="train (or load) agents that differ only in eta and report what the anchor does",
+        description="Train eta=0 and eta=default (and --eta-large) with the same config and seed, or measure "
+                    "--checkpoints; writes anchor_metrics.csv and a self-contained anchor_report.html to --out.")
+    p.add_argument("--task", default="cartpole-swingup")
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--steps", type=int, default=None, help="environment steps per agent, one act + one update each (default: the preset's)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", required=True, help="directory for the CSVs, the HTML report and the runs")
+    p.add_argument("--eta-large", type=float, default=None, help="also train a third agent with this eta")
+    p.add_argument("--checkpoints", nargs="+", default=None, metavar="CKPT",
+                   help="measure two or three trained agents (paths, run dirs or pretrained names) instead")
+    p.add_argument("--metric-episodes", type=int, default=None,
+                   help="noise-free episodes per evaluation for the metrics (default: eval_episodes; 10 with "
+                        "--checkpoints)")
+    p.add_argument("--tail", choices=["steady", "mask", "none"], default="steady",
+                   help="how the realised return treats the episode's time limit")
+    p.add_argument("--sweep-etas", default=None, help="comma-separated eta values for the sweep")
+    p.add_argument("--no-video", action="store_true")
+    p.add_argument("--device", default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field of both agents (repeatable); eta sets the anchored agent's")
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,14 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
 
-    p = sub.add_parser("export", help="ship a trained run as a pretrained agent (assets/pretrained)")
+    p = sub.add_parser("export", help="ship a trained run as a pretrained agent (mbdpo_lab/data/pretrained)")
     p.add_argument("--run", required=True, help="run directory written by `mbdpo-lab train`")
     p.add_argument("--name", required=True)
     p.add_argument("--episodes", type=int, default=10)
 
-    from .experiments.anchor import add_compare_anchor_parser
-
-    add_compare_anchor_parser(sub)
+    _add_compare_anchor(sub)
+    p = sub.add_parser("anchor-table", help="markdown table of compare-anchor output directories")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="directories written by compare-anchor --out")
 
     p = sub.add_parser("bench", help="time the planner and the update; prints one JSON line")
     p.add_argument("--preset", default="cpu")
@@ -243,18 +268,22 @@ def cmd_compare_anchor(args) -> None:
     run_compare_anchor(args)
 
 
+def cmd_anchor_table(args) -> None:
+    from .experiments.anchor import markdown_table
+
+    missing = [d for d in args.dirs if not (Path(d) / "anchor_metrics.csv").exists()]
+    if missing:
+        raise UsageError(f"{missing[0]} holds no anchor_metrics.csv; pass directories written by compare-anchor --out")
+    print(markdown_table(args.dirs))
+
+
 COMMANDS = {"tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
             "eval": cmd_eval, "bench": cmd_bench, "latents": cmd_latents,
-            "export": cmd_export, "compare-anchor": cmd_compare_anchor}
+            "export": cmd_export, "compare-anchor": cmd_compare_anchor, "anchor-table": cmd_anchor_table}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    from .envs import UnknownTaskError
-    from .rendering import RenderingUnavailable
-
     try:
         COMMANDS[args.command](args)
     except (UsageError, ConfigError, UnknownTaskError, CheckpointError) as exc:

@@ -11,9 +11,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping
 
-
-class ConfigError(ValueError):
-    """A configuration key or value that cannot be used (the message says what to do)."""
+from .errors import ConfigError
 
 
 # TD-MPC2's model sizes (millions of parameters, roughly); values we set for each key.

@@ -12,14 +12,11 @@ from functools import lru_cache
 import numpy as np
 
 from . import rendering
+from .errors import UnknownTaskError
 
 rendering.configure_gl()
 
 DOMAIN_ALIASES = {"ball_in_cup": "cup"}
-
-
-class UnknownTaskError(ValueError):
-    """The task name is not a DMControl suite task; the message lists the valid ones."""
 
 
 @lru_cache(maxsize=1)

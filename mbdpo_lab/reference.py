@@ -1,6 +1,6 @@
 """Published learning curves (MBDPO paper, arXiv 2605.26282) to draw beside our own runs.
 
-The data lives in ``assets/reference/paper_curves.csv`` (columns ``method,task,step,seed,reward``; see
+The data lives in ``mbdpo_lab/data/reference/paper_curves.csv`` (columns ``method,task,step,seed,reward``; see
 the README beside it for its source and licence). `reference_curve("mbdpo", "cartpole-swingup")` gives
 the mean over seeds of the evaluation return at every published step (every 100k environment steps),
 with the spread over seeds, ready for a plot whose x-axis is environment steps like the trainer's.
@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-REFERENCE_DIR = Path(__file__).resolve().parent.parent / "assets" / "reference"
+from .data import data_dir
+
+REFERENCE_DIR = data_dir("reference")
 REFERENCE_CSV = REFERENCE_DIR / "paper_curves.csv"
 
 # Methods drawn next to a run by default, with the labels used in legends.
@@ -63,7 +65,7 @@ def _normalise_task(task: str) -> str:
 def _table(path: str) -> dict[tuple[str, str], dict[int, list[float]]]:
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"reference curves not found at {p}; they ship in assets/reference/ of the "
+        raise FileNotFoundError(f"reference curves not found at {p}; they ship in mbdpo_lab/data/reference/ of the "
                                 "repository (run from a source checkout or pass path=...)")
     table: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     with open(p, newline="") as fh:

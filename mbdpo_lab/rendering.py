@@ -9,6 +9,9 @@ from __future__ import annotations
 import ctypes.util
 import os
 import sys
+from typing import Any
+
+from .errors import RenderingUnavailable
 
 GL_PACKAGES = {
     "egl": "libegl1 libopengl0 libgl1-mesa-dri",
@@ -19,10 +22,6 @@ HINT = ("MuJoCo could not create a headless OpenGL context. On Debian/Ubuntu ins
         "or OSMesa with\n"
         "    sudo apt-get install -y libosmesa6   (and set MUJOCO_GL=osmesa)\n"
         "then restart the kernel / process. `make setup` installs them for you.")
-
-
-class RenderingUnavailable(RuntimeError):
-    """No working headless GL backend; the message says which packages to install."""
 
 
 def available_backends() -> list[str]:
@@ -78,3 +77,33 @@ def write_video(path: str, frames, fps: int = 30) -> str:
         raise RuntimeError("writing mp4 needs ffmpeg on PATH: sudo apt-get install -y ffmpeg")
     mediapy.write_video(path, frames, fps=fps)
     return path
+
+
+def release_render_contexts(*envs: Any) -> None:
+    """Free the envs' OpenGL contexts on the calling thread.
+
+    dm_control's EGL context is bound to the thread that first rendered with it (it uses a passthrough
+    render executor). The dashboard trains and evaluates in a worker thread, and a later Resume runs in
+    a new one, so the worker frees its contexts before it ends: the next thread makes a fresh context,
+    and interpreter exit does not try to free a context owned by a dead thread (which crashes).
+    """
+    for env in envs:
+        physics = getattr(getattr(env, "_env", None), "physics", None)
+        lock = getattr(physics, "_contexts_lock", None)
+        if physics is None or lock is None:
+            continue
+        with lock:
+            if getattr(physics, "_contexts", None):
+                physics._free_rendering_contexts()
+
+
+def frame_png(frame) -> bytes:
+    """One RGB frame (H x W x 3, uint8) as PNG bytes, for an image widget or an HTML page."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(frame, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()

@@ -102,6 +102,20 @@ def evaluate(agent: MBDPO, env, episodes: int, planner: str | None = None, video
                 frames=np.asarray(frames) if frames else None)
 
 
+def fresh_run_dir(path: str | Path) -> Path:
+    """``path`` when it is absent or empty, else the first free ``path-2``, ``path-3``, ..."""
+    path = Path(path)
+    if not path.exists() or not any(path.iterdir()):
+        return path
+    k = 2
+    while True:
+        candidate = path.with_name(f"{path.name}-{k}")
+        if not candidate.exists() or not any(candidate.iterdir()):
+            return candidate
+        k += 1
+
+
+
 class Trainer:
     """Owns env, agent, replay and counters; safe to drive from a background thread."""
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Re-train every shipped agent from scratch with the exact command in assets/pretrained/manifest.json,
+# Re-train every shipped agent from scratch with the exact command in mbdpo_lab/data/pretrained/manifest.json,
 # then re-export it (10-episode evaluation, sha256, manifest entry). Pass names to do only some:
 #   scripts/reproduce_pretrained.sh cartpole-swingup reacher-easy
 # Runs go to runs/<name>; a 50k-step cpu-preset run takes 1.5-3 hours on 2 CPU cores.
@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 entries=$("$BIN/python" - "$@" <<'PY'
 import json, sys
-agents = json.load(open("assets/pretrained/manifest.json"))["agents"]
+agents = json.load(open("mbdpo_lab/data/pretrained/manifest.json"))["agents"]
 wanted = sys.argv[1:] or sorted(agents)
 for name in wanted:
     if name not in agents:

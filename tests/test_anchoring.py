@@ -1,7 +1,6 @@
 """Anchoring metrics (synthetic cases with known answers), the paired eta experiment, its report and widget."""
 from __future__ import annotations
 
-import argparse
 import csv
 import html
 import math
@@ -15,9 +14,10 @@ from mbdpo_lab.analysis.anchoring import (AnchorEpisode, AnchorRollouts, Behavio
                                           eta_sweep, horizon_returns, nearest_neighbour_distance, realised_mask,
                                           referee_energy, state_nn_distance, td_errors, value_gap)
 from mbdpo_lab.checkpoint import CheckpointError
+from mbdpo_lab.cli import build_parser
 from mbdpo_lab.config import ConfigError, make_config
 from mbdpo_lab.envs import UnknownTaskError, make_env
-from mbdpo_lab.experiments.anchor import (CSV_COLUMNS, AnchorResult, add_compare_anchor_parser,
+from mbdpo_lab.experiments.anchor import (CSV_COLUMNS, AnchorResult,
                                           compare_checkpoints, config_diff, cross_energy_rows, make_row,
                                           paired_configs, result_from_rows, run_compare_anchor, run_paired,
                                           summarise_cross_energy, sweep_agents)
@@ -335,9 +335,7 @@ def test_compare_checkpoints_measures_two_trained_agents(paired, tmp_path):
 
 
 def _args(*argv):
-    parser = argparse.ArgumentParser()
-    add_compare_anchor_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["compare-anchor", *argv])
+    return build_parser().parse_args(["compare-anchor", *argv])
 
 
 def test_cli_bad_input_raises_clear_errors(tmp_path):

@@ -14,10 +14,11 @@ pytest.importorskip("plotly")
 from mbdpo_lab.checkpoint import load_checkpoint  # noqa: E402
 from mbdpo_lab.config import make_config  # noqa: E402
 from mbdpo_lab.reference import reference_curve  # noqa: E402
-from mbdpo_lab.widgets import dashboard as dmod  # noqa: E402
-from mbdpo_lab.widgets.dashboard import (ConsoleReport, DashboardData, MetricsFeed, RateMeter, Series,  # noqa: E402
-                                         Throttle, TrainingDashboard, eta_seconds, format_duration,
-                                         fresh_run_dir, phase_text, status_line)
+from mbdpo_lab import devices as dmod  # noqa: E402
+from mbdpo_lab.progress import (ConsoleReport, DashboardData, MetricsFeed, RateMeter, Series,  # noqa: E402
+                                Throttle, eta_seconds, format_duration, phase_text, status_line)
+from mbdpo_lab.trainer import fresh_run_dir  # noqa: E402
+from mbdpo_lab.widgets.dashboard import TrainingDashboard  # noqa: E402
 from limits import HANG_S  # noqa: E402
 
 # A tiny run: 50-step episodes, 100 random seed steps, 1 thread.

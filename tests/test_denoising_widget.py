@@ -126,7 +126,7 @@ def test_state_slider_replans_at_that_state(stepper, agent_and_rollout):
     stepper.state.value = 3
     np.testing.assert_allclose(stepper.trace.warm_start[:-1], rollout.warm_plans[3][1:])
     if rollout.frames is not None:
-        from mbdpo_lab.widgets.denoising import frame_png
+        from mbdpo_lab.rendering import frame_png
 
         assert stepper.frame.value == frame_png(rollout.frames[3])
     else:

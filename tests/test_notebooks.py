@@ -1,5 +1,4 @@
 """Every lesson notebook runs top to bottom from a fresh kernel in fast mode, without error output."""
-import os
 import time
 from pathlib import Path
 

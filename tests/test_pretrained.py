@@ -12,7 +12,7 @@ MANIFEST = read_manifest()
 
 
 def test_manifest_lists_shipped_agents():
-    assert MANIFEST, "assets/pretrained/manifest.json lists no agents"
+    assert MANIFEST, "mbdpo_lab/data/pretrained/manifest.json lists no agents"
     total = sum((PRETRAINED_DIR / e["file"]).stat().st_size for e in MANIFEST.values())
     assert total < 30 * 2**20
     for name, entry in MANIFEST.items():

@@ -7,7 +7,7 @@ from mbdpo_lab.reference import (REFERENCE_CSV, reference_curve, reference_curve
 
 
 def test_shipped_csv_exists():
-    assert REFERENCE_CSV.exists(), "assets/reference/paper_curves.csv is missing"
+    assert REFERENCE_CSV.exists(), "mbdpo_lab/data/reference/paper_curves.csv is missing"
     assert (REFERENCE_CSV.parent / "README.md").exists()
 
 
@@ -29,7 +29,7 @@ def test_names_are_normalised_and_unknown_is_none(tmp_path):
     assert reference_curves("no-such-task") == {}
     assert "cartpole-swingup" in reference_tasks("mbdpo")
     assert {"mbdpo", "tdmpc2"} <= set(reference_methods("cartpole-swingup"))
-    with pytest.raises(FileNotFoundError, match="assets/reference"):
+    with pytest.raises(FileNotFoundError, match="mbdpo_lab/data/reference"):
         reference_curve("mbdpo", "cartpole-swingup", path=tmp_path / "missing.csv")
 
 

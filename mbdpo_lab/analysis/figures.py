@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -9,10 +10,48 @@ from .latents import LatentRollouts
 from .projection import Projection
 
 
+def path_traces(proj: Projection, rollouts: LatentRollouts, color_by: str = "time", show_imagined: bool = True,
+                imagined_stride: int = 10, episodes: list[int] | None = None,
+                connect: bool = True) -> list[dict[str, Any]]:
+    """Plotly trace dicts: one path per episode, imagined branches (every ``imagined_stride`` steps).
+
+    ``connect=False`` draws points only: long episodes that revisit a region read better as a cloud.
+    """
+    dims = proj.dims
+    episodes = list(range(len(proj.real))) if episodes is None else episodes
+    traces: list[dict[str, Any]] = []
+    axes = "xyz"[:dims]
+    for ep in episodes:
+        pts = proj.real[ep]
+        if color_by == "reward":
+            rew = rollouts.rewards[ep]
+            color = np.append(rew, rew[-1] if len(rew) else 0.0)
+            cbar = "reward"
+        else:
+            color = np.arange(len(pts), dtype=float)
+            cbar = "time step"
+        trace = dict(type="scatter3d" if dims == 3 else "scatter", mode="lines+markers" if connect else "markers",
+                     name=f"episode {ep}",
+                     line=dict(color="rgba(120,120,120,0.4)", width=1),
+                     marker=dict(size=3 if dims == 3 else 5, color=color, colorscale="Viridis",
+                                 showscale=ep == episodes[0], colorbar=dict(title=cbar)),
+                     hovertext=[f"ep {ep} t={t}" for t in range(len(pts))], hoverinfo="text")
+        for i, ax in enumerate(axes):
+            trace[ax] = pts[:, i]
+        traces.append(trace)
+        if show_imagined and len(proj.imagined[ep]):
+            branches = proj.imagined[ep][::imagined_stride]  # [n, H+1, dims]
+            seg = np.concatenate([np.concatenate([b, np.full((1, dims), np.nan)]) for b in branches])
+            im = dict(type="scatter3d" if dims == 3 else "scatter", mode="lines", name=f"imagined ep {ep}",
+                      line=dict(color="rgba(220,60,60,0.7)", width=2), hoverinfo="skip")
+            for i, ax in enumerate(axes):
+                im[ax] = seg[:, i]
+            traces.append(im)
+    return traces
+
+
 def save_projection_html(proj: Projection, rollouts: LatentRollouts, path: str | Path) -> Path:
     import plotly.graph_objects as go
-
-    from ..widgets.latent_explorer import path_traces
 
     fig = go.Figure()
     for trace in path_traces(proj, rollouts):

@@ -79,3 +79,11 @@ def goal_directedness(z: np.ndarray, segments: int = 25) -> dict[str, float]:
 
 def structure_metrics(z: np.ndarray, min_lag: int = 2, segments: int = 25) -> dict[str, float]:
     return {**cyclicity(z, min_lag), **goal_directedness(z, segments), "steps": float(len(z))}
+
+
+def latent_structure_per_episode(rollouts) -> list[dict[str, float]]:
+    """Structure metrics and return of every episode of a `LatentRollouts`, in the full latent space."""
+    rows = []
+    for i, z in enumerate(rollouts.latents):
+        rows.append({"episode": i, "return": float(rollouts.rewards[i].sum()), **structure_metrics(z)})
+    return rows

@@ -1,13 +1,13 @@
 """Experiments that train or load several agents and report on them (CSV + self-contained HTML).
 
-``anchor``: energy-anchored vs unanchored agents (``python -m mbdpo_lab.experiments.anchor --help``).
-Names are imported lazily so ``python -m mbdpo_lab.experiments.anchor`` runs the module only once.
+``anchor``: energy-anchored vs unanchored agents (``mbdpo-lab compare-anchor --help``).
+Names are imported lazily, so importing the package loads nothing heavy.
 """
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AnchorMetricsCallback", "AnchorResult", "add_compare_anchor_parser", "compare_checkpoints",
+__all__ = ["AnchorMetricsCallback", "AnchorResult", "compare_checkpoints",
            "config_diff", "paired_configs", "run_compare_anchor", "run_paired", "summarise", "write_report",
            "markdown_table"]
 

@@ -964,34 +964,6 @@ for the rule behind "no measurable difference".</p>
 
 # --- command line ---------------------------------------------------------------------------------
 
-def add_compare_anchor_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``compare-anchor`` to an argparse subparsers object; returns the parser."""
-    p = subparsers.add_parser(
-        "compare-anchor", help="train (or load) agents that differ only in eta and report what the anchor does",
-        description="Train eta=0 and eta=default (and --eta-large) with the same config and seed, or measure "
-                    "--checkpoints; writes anchor_metrics.csv and a self-contained anchor_report.html to --out.")
-    p.add_argument("--task", default="cartpole-swingup")
-    p.add_argument("--preset", default="cpu")
-    p.add_argument("--steps", type=int, default=None, help="environment steps per agent, one act + one update each (default: the preset's)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--out", required=True, help="directory for the CSVs, the HTML report and the runs")
-    p.add_argument("--eta-large", type=float, default=None, help="also train a third agent with this eta")
-    p.add_argument("--checkpoints", nargs="+", default=None, metavar="CKPT",
-                   help="measure two or three trained agents (paths, run dirs or pretrained names) instead")
-    p.add_argument("--metric-episodes", type=int, default=None,
-                   help="noise-free episodes per evaluation for the metrics (default: eval_episodes; 10 with "
-                        "--checkpoints)")
-    p.add_argument("--tail", choices=["steady", "mask", "none"], default="steady",
-                   help="how the realised return treats the episode's time limit")
-    p.add_argument("--sweep-etas", default=None, help="comma-separated eta values for the sweep")
-    p.add_argument("--no-video", action="store_true")
-    p.add_argument("--device", default=None)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config field of both agents (repeatable); eta sets the anchored agent's")
-    return p
-
-
 def _parse_etas(text: str | None) -> tuple[float, ...]:
     if not text:
         return DEFAULT_SWEEP_ETAS
@@ -1042,7 +1014,7 @@ TABLE_METRICS = ["return", "overestimation", "q_overestimation", "prior_distance
 def markdown_table(out_dirs: Iterable[str | Path], metrics: Sequence[str] = TABLE_METRICS) -> str:
     """One markdown row per agent per comparison directory: final-evaluation mean ± std of each metric.
 
-    ``python -m mbdpo_lab.experiments.anchor table runs/anchor/*`` prints it (the table of issue 5).
+    ``mbdpo-lab anchor-table runs/anchor/*`` prints it.
     """
     head = "| task | seed | steps | agent | " + " | ".join(metrics) + " |"
     lines = [head, "|" + "---|" * (4 + len(metrics))]
@@ -1053,27 +1025,6 @@ def markdown_table(out_dirs: Iterable[str | Path], metrics: Sequence[str] = TABL
             cells = [f"{_fmt(_f(row.get(m)))} ± {_fmt(_f(row.get(f'{m}_std')))}" for m in metrics]
             lines.append(f"| {result.task} | {seed} | {row['step']} | {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m mbdpo_lab.experiments.anchor [compare-anchor options]`` or ``... table DIR...``."""
-    import sys
-
-    from ..checkpoint import CheckpointError
-    from ..envs import UnknownTaskError
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        if argv[:1] == ["table"]:
-            print(markdown_table(argv[1:]))
-            return 0
-        parser = argparse.ArgumentParser(prog="python -m mbdpo_lab.experiments.anchor")
-        add_compare_anchor_parser(parser.add_subparsers(dest="command", required=True))
-        run_compare_anchor(parser.parse_args(["compare-anchor", *argv]))
-    except (ConfigError, CheckpointError, UnknownTaskError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
 
 
 def result_from_rows(task: str, rows: list[dict[str, Any]], configs: dict[str, dict[str, Any]] | None = None,
@@ -1091,11 +1042,8 @@ def result_from_rows(task: str, rows: list[dict[str, Any]], configs: dict[str, d
 
 __all__ = ["AnchorMetricsCallback", "AnchorResult", "paired_configs", "config_diff", "run_paired",
            "compare_checkpoints", "summarise", "compare_metric", "write_report", "returns_figure",
-           "metrics_figure", "sweep_figure", "metric_traces", "sweep_traces", "add_compare_anchor_parser",
+           "metrics_figure", "sweep_figure", "metric_traces", "sweep_traces",
            "run_compare_anchor", "result_from_rows", "cross_energy_rows", "summarise_cross_energy",
            "attach_cross_energy", "cross_energy_html", "make_row", "CSV_COLUMNS", "SHOWN_METRICS",
-           "SWEEP_QUANTITIES", "markdown_table", "main"]
+           "SWEEP_QUANTITIES", "markdown_table"]
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

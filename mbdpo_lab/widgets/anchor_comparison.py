@@ -9,7 +9,6 @@ re-run, so every control responds at once.
 from __future__ import annotations
 
 import html
-import io
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ import numpy as np
 from ..analysis.anchoring import METRICS
 from ..experiments.anchor import (COLORS, SHOWN_METRICS, SWEEP_QUANTITIES, AnchorResult, cross_energy_html,
                                   final_table_html, metric_traces, returns_figure, sweep_state_text, sweep_traces)
+from ..rendering import frame_png
 
 try:
     import ipywidgets as W
@@ -37,14 +37,6 @@ def summary_html(result: AnchorResult) -> str:
             + (f"<details><summary>every metric</summary><ul style='font-size:12px'>{more}</ul></details>" if more
                else "")
             + (f"<div style='color:#a15c00'><b>notes</b><ul>{notes}</ul></div>" if notes else "") + "</div>")
-
-
-def _png(frame: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(frame, np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 class AnchorComparison(W.VBox):
@@ -77,7 +69,7 @@ class AnchorComparison(W.VBox):
                 view = W.Video(value=data, format="mp4", autoplay=False, loop=True, controls=True,
                                layout=W.Layout(width=f"{video_width}px"))
             elif result.frames.get(label) is not None and len(result.frames[label]):
-                view = W.Image(value=_png(result.frames[label][0]), format="png",
+                view = W.Image(value=frame_png(result.frames[label][0]), format="png",
                                layout=W.Layout(width=f"{video_width}px"))
             else:
                 view = W.HTML("<i>no video for this agent</i>")

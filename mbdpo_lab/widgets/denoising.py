@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import io
 import math
 import time
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ..config import Config, ConfigError, field_doc, make_config
 from ..planner import DenoiseTrace, DiffusionPlanner
+from ..rendering import frame_png
 from ..toy import ToyLandscape, make_toy, toy_planner
 
 # Opacity of candidate lines: bin 0 = not an elite, bins 1-4 = elites by weight / max weight.
@@ -123,14 +123,6 @@ def identity_html(view: dict[str, Any]) -> str:
             f"√ᾱ<sub>τ-1</sub>·Ā = {vec(view['identity_rhs'])}<br>"
             f"max |difference| = {view['identity_error']:.1e}<br>"
             f"<i>the Monte-Carlo score update is an annealed re-weighting of the elites</i></div>")
-
-
-def frame_png(frame: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(frame, np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 # --- the agent side: a rollout and one traced decision -------------------------------------

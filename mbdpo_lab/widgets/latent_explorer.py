@@ -5,20 +5,10 @@ Reads `LatentRollouts` (from `mbdpo_lab.analysis.collect_latents` or a saved npz
 """
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-
-from ..analysis import LatentRollouts, Projection, project, structure_metrics
-from .denoising import frame_png
-
-
-def episode_metrics(rollouts: LatentRollouts) -> list[dict[str, float]]:
-    """Structure metrics of every episode, in the full latent space."""
-    rows = []
-    for i, z in enumerate(rollouts.latents):
-        rows.append({"episode": i, "return": float(rollouts.rewards[i].sum()), **structure_metrics(z)})
-    return rows
+from ..analysis import LatentRollouts, Projection, project
+from ..analysis.figures import path_traces
+from ..analysis.structure import latent_structure_per_episode
+from ..rendering import frame_png
 
 
 def metrics_html(per_task: dict[str, list[dict[str, float]]]) -> str:
@@ -32,46 +22,6 @@ def metrics_html(per_task: dict[str, list[dict[str, float]]]) -> str:
     return (f"<table style='font-size:12px;border-collapse:collapse'><tr>{head}</tr>{body}</table>"
             "<div style='font-size:11px;color:#555'>cyclicity and goal-directedness are computed in the "
             "full latent space (see mbdpo_lab.analysis.structure).</div>")
-
-
-def path_traces(proj: Projection, rollouts: LatentRollouts, color_by: str = "time", show_imagined: bool = True,
-                imagined_stride: int = 10, episodes: list[int] | None = None,
-                connect: bool = True) -> list[dict[str, Any]]:
-    """Plotly trace dicts: one path per episode, imagined branches (every ``imagined_stride`` steps).
-
-    ``connect=False`` draws points only: long episodes that revisit a region read better as a cloud.
-    """
-    dims = proj.dims
-    episodes = list(range(len(proj.real))) if episodes is None else episodes
-    traces: list[dict[str, Any]] = []
-    axes = "xyz"[:dims]
-    for ep in episodes:
-        pts = proj.real[ep]
-        if color_by == "reward":
-            rew = rollouts.rewards[ep]
-            color = np.append(rew, rew[-1] if len(rew) else 0.0)
-            cbar = "reward"
-        else:
-            color = np.arange(len(pts), dtype=float)
-            cbar = "time step"
-        trace = dict(type="scatter3d" if dims == 3 else "scatter", mode="lines+markers" if connect else "markers",
-                     name=f"episode {ep}",
-                     line=dict(color="rgba(120,120,120,0.4)", width=1),
-                     marker=dict(size=3 if dims == 3 else 5, color=color, colorscale="Viridis",
-                                 showscale=ep == episodes[0], colorbar=dict(title=cbar)),
-                     hovertext=[f"ep {ep} t={t}" for t in range(len(pts))], hoverinfo="text")
-        for i, ax in enumerate(axes):
-            trace[ax] = pts[:, i]
-        traces.append(trace)
-        if show_imagined and len(proj.imagined[ep]):
-            branches = proj.imagined[ep][::imagined_stride]  # [n, H+1, dims]
-            seg = np.concatenate([np.concatenate([b, np.full((1, dims), np.nan)]) for b in branches])
-            im = dict(type="scatter3d" if dims == 3 else "scatter", mode="lines", name=f"imagined ep {ep}",
-                      line=dict(color="rgba(220,60,60,0.7)", width=2), hoverinfo="skip")
-            for i, ax in enumerate(axes):
-                im[ax] = seg[:, i]
-            traces.append(im)
-    return traces
 
 
 class LatentExplorer:
@@ -98,7 +48,7 @@ class LatentExplorer:
         self.status = W.HTML()
         self.figure = go.FigureWidget(layout=dict(height=480, width=640, margin=dict(l=10, r=10, t=30, b=10),
                                                   legend=dict(orientation="h")))
-        self.metric_rows = {t: episode_metrics(r) for t, r in self.rollouts.items()}
+        self.metric_rows = {t: latent_structure_per_episode(r) for t, r in self.rollouts.items()}
         self.metrics.value = metrics_html(self.metric_rows)
         for w in (self.task_picker, self.method, self.dims, self.color_by, self.show_imagined, self.connect):
             w.observe(self._redraw, names="value")
