@@ -1,4 +1,4 @@
-"""The MBDPO agent: acting with the diffusion planner and one update of all losses (DESIGN §2.2).
+"""The MBDPO agent: acting with the diffusion planner and one update of all losses.
 
 `MBDPO.update` reads top to bottom: encode and unroll, consistency / reward / value losses, the
 energy (contrastive) loss, one world-model step, then the policy prior's own step and the target
@@ -138,13 +138,13 @@ class MBDPO:
 
         z [M, latent] (detached) and a [M, A] are paired row by row. Candidates per row: a sample of
         the policy prior, the data action plus N(0, 0.5^2) noise (clipped), and a uniform action.
-        ``energy_negatives="hardest"`` (DESIGN) trains on the one with the highest current F.
+        ``energy_negatives="hardest"`` (the authors' rule) trains on the one with the highest current F.
         ``"smooth"`` (default) uses softplus(log mean_k exp F_k): once F tells the candidates apart
         its gradient lands on the hardest one, as before, but while they look alike it is spread
         evenly. The argmax instead always pushes down whichever candidate F happens to rank first,
         which penalises any action dependence of F in proportion to its spread; when one candidate
         (the uniform one) is distributed like the data, as in the seed phase, the best response is a
-        flat F, and F stayed flat for 3.5k-27k steps in our runs (README, "The energy head").
+        flat F, and F stayed flat for 3.5k-27k steps in our runs (docs/algorithm.md, "The energy head").
         """
         wm, cfg = self.wm, self.cfg
         z = z.detach()

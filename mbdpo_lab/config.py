@@ -117,7 +117,7 @@ class Config:
     energy_negatives: str = "smooth"
     """How the three negative candidates enter L_F: ``smooth`` (softplus of the log-mean-exp of their
     F: the gradient goes to the hardest once F separates them, but F keeps learning while data and
-    candidates look alike) or ``hardest`` (the one with the highest F, DESIGN §2.2; it can leave F flat for tens of thousands
+    candidates look alike) or ``hardest`` (the one with the highest F, the authors' rule; it can leave F flat for tens of thousands
     of steps, see `MBDPO.energy_loss`). Configs saved before this option existed load as ``hardest``."""
 
     # --- planner ------------------------------------------------------------------------
@@ -240,7 +240,7 @@ _FIELD_DOCS = _read_field_docs()
 PRESETS: dict[str, dict[str, Any]] = {
     # Everything as in the paper's online DMControl setting.
     "paper": dict(model_size=5),
-    # Learns an easy task on 2 CPU cores in well under an hour (tuned by measurement, README).
+    # Learns an easy task on 2 CPU cores in well under an hour (tuned by measurement, docs/results.md).
     "cpu": dict(
         model_size=1,
         enc_dim=128,

@@ -155,7 +155,7 @@ class EnsembleMLP(nn.Module):
     """K MLPs of identical shape (the Q ensemble), evaluated together or for chosen heads only.
 
     All heads (training) run as batched matmuls; chosen heads (planning needs two of them) run
-    one by one on views of their own weights, so the other heads cost nothing (DESIGN §2.1).
+    one by one on views of their own weights, so the other heads cost nothing.
     """
 
     def __init__(self, k: int, in_dim: int, hidden: list[int], out_dim: int, dropout: float = 0.0):

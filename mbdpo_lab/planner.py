@@ -1,4 +1,4 @@
-"""MBDPO's planner: model-based diffusion over a short action sequence (DESIGN §2.3).
+"""MBDPO's planner: model-based diffusion over a short action sequence.
 
 Read top to bottom: the noise schedule, one reverse step (`DiffusionPlanner.reverse_step`), the loop
 over levels (`DiffusionPlanner.plan`), and the energy-shaped return it maximises (`WorldModelReturn`).
@@ -53,7 +53,7 @@ class ReturnModel(Protocol):
 
 
 class WorldModelReturn:
-    """The energy-shaped model return J(A) from latent z0 (DESIGN §2.3):
+    """The energy-shaped model return J(A) from latent z0:
 
     J(A) = sum_t gamma^t [r(z_t, a_t) + eta * clip(standardised F(z_t, a_t))] + gamma^H Q_avg(z_H, pi(z_H)).
 

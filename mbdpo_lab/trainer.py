@@ -1,4 +1,4 @@
-"""Online training as an object you can step, pause, stop and resume (DESIGN §2.4).
+"""Online training as an object you can step, pause, stop and resume.
 
 `Trainer.step()` advances one agent step (seed phase: uniform actions; then planner actions; one
 update per step, and as many updates as seed steps when the seed phase ends). `Trainer.run()` loops

@@ -1,4 +1,4 @@
-"""The latent world model: what MBDPO's networks predict (DESIGN §2.1).
+"""The latent world model: what MBDPO's networks predict.
 
 encoder h(o) -> z (SimNorm), dynamics d(z, a) -> z', reward R(z, a) (two-hot logits), an ensemble
 of Q heads with a Polyak target copy, a tanh-Gaussian policy prior pi(z), the energy head F(z, a)

@@ -50,7 +50,7 @@ def test_energy_scores_data_above_uniform_actions():
 def test_positives_are_paired_with_their_own_actions():
     # Data action depends on the latent: a = +0.7 for one kind of state, -0.7 for the other.
     # Only a loss that pairs row i of z with row i of a can learn this; a shuffled pairing
-    # (the flattening mix-up DESIGN §2.2 warns about) leaves F blind to the dependence.
+    # (the flattening mix-up of the authors' release) leaves F blind to the dependence.
     agent = _agent(act_dim=1)
     L = agent.cfg.latent_dim
     gen = torch.Generator().manual_seed(1)

@@ -82,6 +82,6 @@ def _params(size):
 
 
 def test_parameter_counts_match_design():
-    # DESIGN §2.4: size 1 -> ~1.7M, size 5 -> ~6M (incl. energy head and score net)
+    # TD-MPC2's model sizes: size 1 -> ~1.7M, size 5 -> ~6M (incl. energy head and score net)
     assert abs(_params(1) - 1.7e6) / 1.7e6 < 0.10
     assert abs(_params(5) - 6.0e6) / 6.0e6 < 0.10

@@ -1,4 +1,4 @@
-"""The planner as shipped equals a plain, literal implementation of DESIGN §2.3 (fp32, fixed seed).
+"""The planner as shipped equals a plain, literal implementation of the planner in docs/algorithm.md (fp32, fixed seed).
 
 The reference below is written for clarity, not speed: every Q head is evaluated and then two are
 picked, each candidate's return is a plain loop, and the level update uses the score formula

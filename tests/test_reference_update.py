@@ -1,4 +1,4 @@
-"""One MBDPO update as shipped equals a plain, literal implementation of DESIGN §2.2 (fp32, fixed seed).
+"""One MBDPO update as shipped equals a plain, literal implementation of the update in docs/algorithm.md (fp32, fixed seed).
 
 The reference loops over time steps and Q heads, scores positives and negatives of the energy head
 in separate calls and uses the textbook (unfused) Adam. The shipped update batches all of that; any

@@ -1,6 +1,6 @@
 """What the energy anchor does: value over-estimation, action drift and cross-TD error of a planner.
 
-MBDPO's claim (DESIGN §2.3): a search that is not anchored to the data drifts to actions where the
+MBDPO's claim: a search that is not anchored to the data drifts to actions where the
 value function is unreliable, so it over-estimates value; the energy term eta * F keeps it near the
 behaviour data. This module turns that claim into numbers you can compute on your own runs.
 

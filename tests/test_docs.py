@@ -1,0 +1,41 @@
+"""The docs stay true: generated tables equal their data, links resolve, the README stays a README."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from mbdpo_lab.doc_tables import GENERATED, read_block, replace_block
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("key", sorted(GENERATED), ids=lambda k: f"{k[0]}:{k[1]}")
+def test_generated_tables_equal_their_source(key):
+    rel, name = key
+    block = read_block((ROOT / rel).read_text(), name)
+    assert block is not None, f"{rel} has no table:{name} block"
+    assert block == GENERATED[key](), f"{rel} table:{name} is stale: run `python -m mbdpo_lab.doc_tables`"
+
+
+def test_replace_block_rewrites_only_the_block():
+    text = "a\n<!-- table:x -->\nold\n<!-- /table:x -->\nb\n"
+    assert replace_block(text, "x", "new") == "a\n<!-- table:x -->\nnew\n<!-- /table:x -->\nb\n"
+    with pytest.raises(ValueError, match="table:y"):
+        replace_block(text, "y", "new")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_relative_links_resolve(page):
+    for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+        if "://" in target or target.startswith("#"):
+            continue
+        path = (page.parent / target.split("#")[0]).resolve()
+        assert path.exists(), f"{page.name} links to missing {target}"
+
+
+def test_readme_is_for_users():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert 150 <= len(lines) <= 250, len(lines)
