@@ -7,6 +7,7 @@ in the same time-major order); a test checks that pairing.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -114,6 +115,20 @@ class MBDPO:
         if update_warm_start:
             self.prev_plan = result.plan
         return result
+
+    @contextlib.contextmanager
+    def scoped_warm_start(self, start: np.ndarray | torch.Tensor | None = None):
+        """Plan inside the block without changing the caller's warm start: it is restored on exit.
+
+        ``start`` (a plan [H, A]) is the warm start inside the block; None keeps the current one.
+        """
+        saved = self.prev_plan
+        if start is not None:
+            self.prev_plan = torch.as_tensor(start, device=self.device, dtype=torch.float32)
+        try:
+            yield self
+        finally:
+            self.prev_plan = saved
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, t0: bool = False, eval_mode: bool = False, planner: str | None = None,

@@ -193,13 +193,13 @@ def _load_agent(name_or_path: str, device, overrides):
 
 
 def cmd_eval(args) -> None:
-    from .envs import make_env
+    from .envs import MEASURE_SEED_OFFSET, make_env
     from .trainer import evaluate, seed_everything
 
     ckpt = _load_agent(args.checkpoint, args.device, args.overrides)
     agent, cfg = ckpt.agent, ckpt.agent.cfg
     seed_everything(args.seed)
-    with make_env(cfg.task, seed=args.seed + 20_000, action_repeat=cfg.action_repeat,
+    with make_env(cfg.task, seed=args.seed + MEASURE_SEED_OFFSET, action_repeat=cfg.action_repeat,
                   episode_length=cfg.episode_length) as env:
         result = evaluate(agent, env, args.episodes, planner=args.planner,
                           video_size=cfg.video_size if args.video else 0, seed=args.seed)
@@ -219,14 +219,14 @@ def cmd_latents(args) -> None:
 
     from .analysis import collect_latents, project, structure_metrics
     from .analysis.figures import save_projection_html, save_projection_png
-    from .envs import make_env
+    from .envs import LATENTS_SEED_OFFSET, make_env
 
     ckpt = _load_agent(args.checkpoint, args.device, [])
     cfg = ckpt.agent.cfg
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with make_env(cfg.task, seed=args.seed + 30_000, action_repeat=cfg.action_repeat,
+    with make_env(cfg.task, seed=args.seed + LATENTS_SEED_OFFSET, action_repeat=cfg.action_repeat,
                   episode_length=cfg.episode_length) as env:
         rollouts = collect_latents(ckpt.agent, env, args.episodes, frames=args.frames, max_steps=args.max_steps,
                                    seed=args.seed)

@@ -85,6 +85,25 @@ class DMControlEnv:
         done = self._t >= self.episode_length or ts.last()
         return self._flatten(ts.observation), float(reward), bool(done)
 
+    def branch_step(self, action: np.ndarray) -> tuple[np.ndarray, float]:
+        """Try ``action`` from the current state and come back: (next observation, reward).
+
+        The full MuJoCo integration state and the step counters are saved and restored, so the
+        episode continues exactly as if the branch had not happened.
+        """
+        import mujoco
+
+        physics, sig = self._env.physics, mujoco.mjtState.mjSTATE_INTEGRATION
+        state = physics.get_state(sig)
+        counters = (self._env._step_count, self._env._reset_next_step, self._t)
+        try:
+            obs, reward, _ = self.step(action)
+        finally:
+            physics.set_state(state, sig)
+            physics.forward()
+            self._env._step_count, self._env._reset_next_step, self._t = counters
+        return obs, float(reward)
+
     def render(self, height: int = 240, width: int = 320, camera: int | str = 0) -> np.ndarray:
         """An RGB frame [height, width, 3] uint8; a GL failure names the packages to install."""
         try:
@@ -108,6 +127,14 @@ class DMControlEnv:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# Environments beside the training one are seeded with the run's seed plus an offset, so their initial
+# states never coincide with training's: the trainer's evaluation, `mbdpo-lab eval` and the anchoring
+# measurements, and `mbdpo-lab latents`. Named once here; every caller uses these.
+EVAL_SEED_OFFSET = 10_000
+MEASURE_SEED_OFFSET = 20_000
+LATENTS_SEED_OFFSET = 30_000
 
 
 def make_env(task: str, seed: int = 0, action_repeat: int = 2, episode_length: int = 500) -> DMControlEnv:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import numpy as np
-
 from . import rendering
 
 
@@ -49,15 +47,10 @@ def rollout_frames(agent, episodes_steps: int = 200, size: int = 192, seed: int 
     import torch
 
     from .envs import make_env
+    from .episodes import run_episode
 
     cfg = agent.cfg
     gen = torch.Generator(device=agent.device).manual_seed(seed)
     with make_env(cfg.task, seed=seed, action_repeat=cfg.action_repeat, episode_length=cfg.episode_length) as env:
-        obs, frames, total = env.reset(), [], 0.0
-        for t in range(episodes_steps):
-            frames.append(env.render(size, size))
-            obs, reward, done = env.step(agent.act(obs, t0=(t == 0), eval_mode=True, planner=planner, generator=gen))
-            total += reward
-            if done:
-                break
-    return np.asarray(frames), total
+        episode = run_episode(agent, env, gen, planner=planner, max_steps=episodes_steps, frame_size=size)
+    return episode.frames, episode.total_return

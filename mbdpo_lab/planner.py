@@ -117,6 +117,19 @@ class WorldModelReturn:
         return torch.stack(actions, 1)
 
 
+def predicted_return(imagined: dict[str, np.ndarray], gamma: float) -> float:
+    """The model return of one imagined plan: sum_t gamma^t r_t + gamma^H Q(z_H, pi(z_H)) (no energy)."""
+    rewards = np.asarray(imagined["rewards"], np.float64)
+    disc = gamma ** np.arange(len(rewards))
+    return float(rewards @ disc + gamma ** len(rewards) * float(imagined["terminal_value"]))
+
+
+def discounted_energy(imagined: dict[str, np.ndarray], gamma: float) -> float:
+    """The energy term of one imagined plan, before eta: sum_t gamma^t clip(standardised F_t)."""
+    energies = np.asarray(imagined["energies"], np.float64)
+    return float(energies @ gamma ** np.arange(len(energies)))
+
+
 # --- the record of one decision ------------------------------------------------------------
 
 @dataclass

@@ -24,7 +24,8 @@ from .agent import MBDPO
 from .buffer import ReplayBuffer
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config
-from .envs import make_env
+from .envs import EVAL_SEED_OFFSET, make_env
+from .episodes import run_episode
 
 Callback = Callable[[str, dict[str, Any]], None]
 
@@ -77,29 +78,20 @@ def evaluate(agent: MBDPO, env, episodes: int, planner: str | None = None, video
 
     Returns None when ``should_stop()`` turns true before the evaluation is complete.
     """
-    returns, frames = [], []
-    saved_plan = agent.prev_plan
     gen = torch.Generator(device=agent.device).manual_seed(seed)
-    plan_ms = []
+    returns, plan_ms, frames = [], [], None
     for ep in range(episodes):
-        obs, done, total, t = env.reset(), False, 0.0, 0
-        while not done:
-            if should_stop is not None and should_stop():
-                agent.prev_plan = saved_plan
-                return None
-            if ep == 0 and video_size:
-                frames.append(env.render(video_size, video_size))
-            action = agent.act(obs, t0=(t == 0), eval_mode=True, planner=planner, generator=gen)
-            plan_ms.append(agent.last_plan_ms)
-            obs, reward, done = env.step(action)
-            total += reward
-            t += 1
-        returns.append(total)
-    agent.prev_plan = saved_plan
+        episode = run_episode(agent, env, gen, planner=planner, should_stop=should_stop,
+                              frame_size=video_size if ep == 0 and video_size else None)
+        if episode.stopped:
+            return None
+        returns.append(episode.total_return)
+        plan_ms.extend(episode.plan_ms.tolist())
+        if ep == 0:
+            frames = episode.frames
     return dict(mean_return=float(np.mean(returns)), std_return=float(np.std(returns)),
                 returns=[float(r) for r in returns], episodes=episodes,
-                planner_ms=float(np.median(plan_ms)) if plan_ms else 0.0,
-                frames=np.asarray(frames) if frames else None)
+                planner_ms=float(np.median(plan_ms)) if plan_ms else 0.0, frames=frames)
 
 
 def fresh_run_dir(path: str | Path) -> Path:
@@ -125,7 +117,7 @@ class Trainer:
         seed_everything(cfg.seed)
         self.env = make_env(cfg.task, seed=cfg.seed if env_seed is None else env_seed, action_repeat=cfg.action_repeat,
                             episode_length=cfg.episode_length)
-        self.eval_env = make_env(cfg.task, seed=cfg.seed + 10_000, action_repeat=cfg.action_repeat,
+        self.eval_env = make_env(cfg.task, seed=cfg.seed + EVAL_SEED_OFFSET, action_repeat=cfg.action_repeat,
                                  episode_length=cfg.episode_length)
         self.agent = agent or MBDPO(cfg, self.env.obs_dim, self.env.act_dim)
         planned = min(cfg.buffer_size, cfg.steps)  # storage for the planned run; it grows if run() goes on

@@ -73,6 +73,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from ..episodes import Episode, run_episode
+from ..planner import discounted_energy, predicted_return
+
 # name -> (what it means, which direction is "better" for the anchoring claim: "lower", "higher", "zero")
 METRICS: dict[str, tuple[str, str]] = {
     "return": ("episode return", "higher"),
@@ -335,29 +338,13 @@ def evaluation_metrics(rollouts: AnchorRollouts, behaviour: BehaviourData | None
 def branch_step(env, action: np.ndarray) -> tuple[np.ndarray, float]:
     """Try ``action`` from the env's current state and come back: (next observation, reward).
 
-    Envs may provide ``branch_step(action)`` themselves; for a `mbdpo_lab.envs.DMControlEnv` the full
-    MuJoCo integration state and the step counters are saved and restored, so the episode continues
-    exactly as if the branch had not happened (a test checks this).
+    Envs provide ``branch_step(action)`` (`mbdpo_lab.envs.DMControlEnv` restores its full MuJoCo
+    state, so the episode continues exactly as if the branch had not happened; a test checks this).
     """
-    if hasattr(env, "branch_step"):
-        return env.branch_step(action)
-    inner = getattr(env, "_env", None)
-    physics = getattr(inner, "physics", None)
-    if physics is None:
+    if not hasattr(env, "branch_step"):
         raise TypeError(f"{type(env).__name__} cannot try an action and come back; give it a "
                         "branch_step(action) method or pass branch_prior=False")
-    import mujoco
-
-    sig = mujoco.mjtState.mjSTATE_INTEGRATION
-    state = physics.get_state(sig)
-    counters = (inner._step_count, inner._reset_next_step, env._t)
-    try:
-        obs, reward, _ = env.step(action)
-    finally:
-        physics.set_state(state, sig)
-        physics.forward()
-        inner._step_count, inner._reset_next_step, env._t = counters
-    return obs, float(reward)
+    return env.branch_step(action)
 
 
 def _all_heads(agent) -> torch.Tensor:
@@ -387,60 +374,43 @@ def collect_anchor_rollouts(agent, env, episodes: int = 1, seed: int = 0, branch
     wm, gamma, cfg = agent.wm, agent.gamma, agent.cfg
     gen = torch.Generator(device=agent.device).manual_seed(int(seed))
     n_frames = int(frames) if not isinstance(frames, bool) else (1 if frames else 0)
-    saved_plan = agent.prev_plan
     heads = _all_heads(agent)
     out = AnchorRollouts(task=getattr(env, "name", cfg.task), eta=float(cfg.eta), gamma=gamma,
                          horizon=cfg.horizon)
-    try:
-        for ep_i in range(episodes):
-            obs, done, t = env.reset(), False, 0
-            rec: dict[str, list] = {k: [] for k in ("obs", "actions", "rewards", "pred", "imag", "plan_energy",
-                                                    "prior_mean", "prior_rewards", "prior_next_obs", "frames")}
-            while not done and (max_steps is None or t < max_steps):
-                if ep_i < n_frames:
-                    rec["frames"].append(env.render(frame_size, frame_size))
-                result = agent.plan(obs, t0=(t == 0), trace=True, generator=gen)
-                if result.trace is not None and result.trace.imagined:
-                    im = result.trace.imagined  # scored with the planner's own Q heads
-                else:  # planners without a trace (MPPI): score the kept plan with a fresh return model
-                    model = agent.return_model(agent.encode(obs), generator=gen)
-                    im = {k: v[0].float().cpu().numpy() for k, v in model.rollout(result.plan[None]).items()}
-                H = len(im["rewards"])
-                disc = gamma ** np.arange(H)
-                rec["pred"].append(float(im["rewards"] @ disc + gamma ** H * float(im["terminal_value"])))
-                rec["imag"].append(np.asarray(im["rewards"], np.float64))
-                rec["plan_energy"].append(float(im["energies"] @ disc))
-                action = result.action.clamp(-1, 1).float().cpu().numpy()
-                z = agent.encode(obs)
-                prior = wm.pi(z[None], gen).mean[0].float().cpu().numpy()
-                if branch_prior:
-                    p_obs, p_rew = branch_step(env, prior)
-                else:
-                    p_obs, p_rew = np.full_like(obs, np.nan), float("nan")
-                rec["obs"].append(obs)
-                rec["actions"].append(action)
-                rec["prior_mean"].append(prior)
-                rec["prior_rewards"].append(p_rew)
-                rec["prior_next_obs"].append(p_obs)
-                obs, reward, done = env.step(action)
-                rec["rewards"].append(reward)
-                t += 1
-            rec["obs"].append(obs)
-            if ep_i < n_frames:
-                rec["frames"].append(env.render(frame_size, frame_size))
-            out.episodes.append(_finish_episode(agent, rec, gen, heads, branch_prior))
-    finally:
-        agent.prev_plan = saved_plan
+    for ep_i in range(episodes):
+        rec: dict[str, list] = {k: [] for k in ("pred", "imag", "plan_energy", "prior_mean", "prior_rewards",
+                                                "prior_next_obs")}
+
+        def record(t: int, obs: np.ndarray, result) -> None:
+            if result.trace is not None and result.trace.imagined:
+                im = result.trace.imagined  # scored with the planner's own Q heads
+            else:  # planners without a trace (MPPI): score the kept plan with a fresh return model
+                model = agent.return_model(agent.encode(obs), generator=gen)
+                im = {k: v[0].float().cpu().numpy() for k, v in model.rollout(result.plan[None]).items()}
+            rec["pred"].append(predicted_return(im, gamma))
+            rec["imag"].append(np.asarray(im["rewards"], np.float64))
+            rec["plan_energy"].append(discounted_energy(im, gamma))
+            prior = wm.pi(agent.encode(obs)[None], gen).mean[0].float().cpu().numpy()
+            if branch_prior:
+                p_obs, p_rew = branch_step(env, prior)
+            else:
+                p_obs, p_rew = np.full_like(obs, np.nan), float("nan")
+            rec["prior_mean"].append(prior)
+            rec["prior_rewards"].append(p_rew)
+            rec["prior_next_obs"].append(p_obs)
+
+        ep = run_episode(agent, env, gen, trace=True, max_steps=max_steps, on_plan=record,
+                         frame_size=frame_size if ep_i < n_frames else None, final_frame=True)
+        out.episodes.append(_finish_episode(agent, ep, rec, gen, heads, branch_prior))
     return out
 
 
 @torch.no_grad()
-def _finish_episode(agent, rec: dict[str, list], gen: torch.Generator, heads: torch.Tensor,
+def _finish_episode(agent, ep: Episode, rec: dict[str, list], gen: torch.Generator, heads: torch.Tensor,
                     branch_prior: bool) -> AnchorEpisode:
     """Batch the per-step network evaluations of one episode (Q, energies, TD targets)."""
     wm, dev = agent.wm, agent.device
-    obs = np.asarray(rec["obs"], np.float32)
-    actions = np.asarray(rec["actions"], np.float32)
+    obs, actions = ep.obs, ep.actions
     prior = np.asarray(rec["prior_mean"], np.float32)
     z = wm.encode(torch.as_tensor(obs[:-1], device=dev))
     a_t, p_t = torch.as_tensor(actions, device=dev), torch.as_tensor(prior, device=dev)
@@ -454,7 +424,7 @@ def _finish_episode(agent, rec: dict[str, list], gen: torch.Generator, heads: to
     else:
         prior_next_value = np.full(T, np.nan)
     return AnchorEpisode(
-        obs=obs, actions=actions, rewards=np.asarray(rec["rewards"], np.float64),
+        obs=obs, actions=actions, rewards=ep.rewards,
         predicted_return=np.asarray(rec["pred"], np.float64),
         imagined_rewards=np.asarray(rec["imag"], np.float64).reshape(T, -1),
         plan_energy=np.asarray(rec["plan_energy"], np.float64),
@@ -466,7 +436,7 @@ def _finish_episode(agent, rec: dict[str, list], gen: torch.Generator, heads: to
         q_prior=npy(wm.q(z, p_t, "avg", heads=heads)),
         prior_rewards=np.asarray(rec["prior_rewards"], np.float64),
         prior_next_value=prior_next_value,
-        frames=np.asarray(rec["frames"], np.uint8) if rec["frames"] else None,
+        frames=ep.frames,
     )
 
 
@@ -506,13 +476,12 @@ def eta_sweep(agent, obs: np.ndarray, etas: Iterable[float] = DEFAULT_SWEEP_ETAS
     RMS distance of the plan from the first eta's plan.
     """
     rows: list[dict[str, Any]] = []
-    saved = agent.prev_plan
     z = agent.encode(obs)
     prior = agent.wm.pi(z[None], torch.Generator(device=agent.device).manual_seed(int(seed))).mean[0]
     prior = prior.float().cpu().numpy()
     gamma = agent.gamma
     first_plan = None
-    try:
+    with agent.scoped_warm_start():
         for eta in etas:
             eta = float(eta)
             if eta < 0:
@@ -523,9 +492,7 @@ def eta_sweep(agent, obs: np.ndarray, etas: Iterable[float] = DEFAULT_SWEEP_ETAS
             result = agent.plan(obs, t0=t0, trace=True, generator=gen, eta=eta, update_warm_start=False)
             tr = result.trace
             im = tr.imagined
-            disc = gamma ** np.arange(len(im["rewards"]))
-            model_return = float(im["rewards"] @ disc + gamma ** len(disc) * float(im["terminal_value"]))
-            energy = float(im["energies"] @ disc)
+            model_return, energy = predicted_return(im, gamma), discounted_energy(im, gamma)
             plan = np.asarray(tr.plan, np.float64)
             if first_plan is None:
                 first_plan = plan
@@ -534,8 +501,6 @@ def eta_sweep(agent, obs: np.ndarray, etas: Iterable[float] = DEFAULT_SWEEP_ETAS
                              prior_distance=float(rms_distance(plan[0], prior)),
                              plan_shift=float(rms_distance(plan.ravel(), first_plan.ravel())),
                              prior_elite_share=float(tr.weights[-1][tr.is_prior].sum())))
-    finally:
-        agent.prev_plan = saved
     return rows
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..agent import MBDPO
+from ..episodes import run_episode
 
 
 @dataclass
@@ -67,27 +68,21 @@ def collect_latents(agent: MBDPO, env, episodes: int = 2, frames: bool = False, 
     out = LatentRollouts(task=getattr(env, "name", agent.cfg.task), latents=[], imagined=[], rewards=[],
                          actions=[])
     for _ in range(episodes):
-        obs, done, t = env.reset(), False, 0
-        zs, branches, rewards, actions, images = [], [], [], [], []
-        while not done and (max_steps is None or t < max_steps):
-            if frames:
-                images.append(env.render(frame_size, frame_size))
-            result = agent.plan(obs, t0=(t == 0), generator=gen)
+        zs, branches = [], []
+
+        def record(t: int, obs: np.ndarray, result) -> None:
             z0 = agent.encode(obs)
             branch = agent.return_model(z0, generator=gen).rollout(result.plan[None])["latents"][0]
             zs.append(z0.float().cpu().numpy())
             branches.append(branch.cpu().numpy())
-            action = result.action.clamp(-1, 1).float().cpu().numpy()
-            obs, reward, done = env.step(action)
-            rewards.append(reward)
-            actions.append(action)
-            t += 1
-        zs.append(agent.encode(obs).float().cpu().numpy())
+
+        ep = run_episode(agent, env, gen, max_steps=max_steps, on_plan=record,
+                         frame_size=frame_size if frames else None, final_frame=True)
+        zs.append(agent.encode(ep.obs[-1]).float().cpu().numpy())
         if frames:
-            images.append(env.render(frame_size, frame_size))
-            out.frames.append(np.asarray(images, np.uint8))
+            out.frames.append(ep.frames)
         out.latents.append(np.asarray(zs, np.float32))
         out.imagined.append(np.asarray(branches, np.float32))
-        out.rewards.append(np.asarray(rewards, np.float32))
-        out.actions.append(np.asarray(actions, np.float32))
+        out.rewards.append(ep.rewards.astype(np.float32))
+        out.actions.append(ep.actions)
     return out

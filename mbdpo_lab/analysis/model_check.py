@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..agent import MBDPO
+from ..episodes import run_episode
 
 
 @dataclass
@@ -33,18 +34,11 @@ class RewardCheck:
 def reward_check(agent: MBDPO, env, steps: int | None = None, open_loop_steps: int = 3,
                  seed: int = 0) -> RewardCheck:
     gen = torch.Generator(device=agent.device).manual_seed(seed)
-    obs, done, t = env.reset(), False, 0
-    observations, actions, rewards = [obs], [], []
-    while not done and (steps is None or t < steps):
-        action = agent.act(obs, t0=(t == 0), eval_mode=True, generator=gen)
-        obs, reward, done = env.step(action)
-        observations.append(obs)
-        actions.append(action)
-        rewards.append(reward)
-        t += 1
+    episode = run_episode(agent, env, gen, max_steps=steps)
+    actions, rewards = episode.actions, episode.rewards
     wm = agent.wm
-    obs_t = torch.as_tensor(np.asarray(observations), device=agent.device)
-    act_t = torch.as_tensor(np.asarray(actions), device=agent.device)
+    obs_t = torch.as_tensor(episode.obs, device=agent.device)
+    act_t = torch.as_tensor(actions, device=agent.device)
     z = wm.encode(obs_t)  # [T+1, L]
     one_step = wm.reward(z[:-1], act_t).squeeze(-1)
     k = open_loop_steps

@@ -35,6 +35,7 @@ import numpy as np
 from ..analysis.anchoring import (DEFAULT_SWEEP_ETAS, METRICS, BehaviourData, collect_anchor_rollouts,
                                   eta_sweep, evaluation_metrics, referee_energy, sweep_observation)
 from ..config import Config, ConfigError
+from ..envs import MEASURE_SEED_OFFSET
 
 COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"]
 ROW_METRICS = list(METRICS) + ["predicted_return"]
@@ -93,7 +94,7 @@ def config_diff(a: Config | dict, b: Config | dict, ignore: Iterable[str] = ()) 
 class AnchorMetricsCallback:
     """Trainer callback: at every ``eval`` event, measure the anchoring metrics and append one row.
 
-    The extra episodes run in their own environment (seed ``cfg.seed + 20_000``, the same for every
+    The extra episodes run in their own environment (seed ``cfg.seed + MEASURE_SEED_OFFSET``, the same for every
     agent of a pair, so all agents start from the same states) with their own torch generator; the
     training run's random numbers are untouched. Frames of one episode are recorded at ``video_at``
     (an environment step, e.g. the last); ``on_row`` is called with each new row.
@@ -108,7 +109,7 @@ class AnchorMetricsCallback:
         self.trainer, self.label, self.rows = trainer, label, rows
         self.episodes = episodes or cfg.eval_episodes
         self.tail, self.video_at, self.frame_size, self.on_row = tail, video_at, frame_size, on_row
-        self.env = make_env(cfg.task, seed=cfg.seed + 20_000, action_repeat=cfg.action_repeat,
+        self.env = make_env(cfg.task, seed=cfg.seed + MEASURE_SEED_OFFSET, action_repeat=cfg.action_repeat,
                             episode_length=cfg.episode_length)
         self.frames: np.ndarray | None = None
         self.last_rollouts = None  # the latest evaluation's episodes (for the one-F energy comparison)
@@ -120,7 +121,7 @@ class AnchorMetricsCallback:
             return
         trainer, cfg = self.trainer, self.trainer.cfg
         want_video = self.video_at is not None and data["step"] >= self.video_at
-        rollouts = self._collect(seed=cfg.seed + 20_000 + int(data["step"]), frames=want_video)
+        rollouts = self._collect(seed=cfg.seed + MEASURE_SEED_OFFSET + int(data["step"]), frames=want_video)
         self.last_rollouts = rollouts
         behaviour = BehaviourData.from_buffer(trainer.buffer, seed=cfg.seed)
         metrics = evaluation_metrics(rollouts, behaviour, tail=self.tail)
@@ -693,14 +694,14 @@ def compare_checkpoints(checkpoints: Sequence[str], out: str | Path | None = Non
     all_rollouts: dict[str, Any] = {}
     for label, (name, ck) in zip(labels, loaded):
         agent, cfg = ck.agent, ck.agent.cfg
-        env = make_env(task, seed=seed + 20_000, action_repeat=cfg.action_repeat, episode_length=cfg.episode_length)
+        env = make_env(task, seed=seed + MEASURE_SEED_OFFSET, action_repeat=cfg.action_repeat, episode_length=cfg.episode_length)
         replay = _beside(ck.path, ["checkpoints/replay.npz", "replay.npz"])
         behaviour = BehaviourData.load(replay, seed=seed) if replay else None
         if behaviour is None:
             result.notes.append(f"{label}: no replay next to {name}; replay-distance metrics are n/a")
         frames = 1 if video else 0
         try:
-            rollouts = collect_anchor_rollouts(agent, env, episodes, seed=seed + 20_000, frames=frames,
+            rollouts = collect_anchor_rollouts(agent, env, episodes, seed=seed + MEASURE_SEED_OFFSET, frames=frames,
                                                frame_size=frame_size)
         except Exception as exc:  # noqa: BLE001 - rendering may be unavailable; measure without frames
             from ..rendering import RenderingUnavailable
@@ -708,7 +709,7 @@ def compare_checkpoints(checkpoints: Sequence[str], out: str | Path | None = Non
             if not isinstance(exc, RenderingUnavailable):
                 raise
             result.notes.append(f"no video for {label}: {str(exc).splitlines()[0]}")
-            rollouts = collect_anchor_rollouts(agent, env, episodes, seed=seed + 20_000)
+            rollouts = collect_anchor_rollouts(agent, env, episodes, seed=seed + MEASURE_SEED_OFFSET)
         all_rollouts[label] = rollouts
         metrics = evaluation_metrics(rollouts, behaviour, tail=tail)
         step = int(ck.meta.get("agent_step", 0))

@@ -38,7 +38,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
                       "pip install -e '.[notebooks]' (or `make setup`)") from exc
 
 from ..config import Config, ConfigError, field_doc, make_config
-from ..planner import DenoiseTrace, DiffusionPlanner
+from ..episodes import run_episode
+from ..planner import DenoiseTrace, DiffusionPlanner, discounted_energy, predicted_return
 from ..rendering import frame_png
 from ..toy import ToyLandscape, make_toy, toy_planner
 
@@ -145,31 +146,11 @@ class Rollout:
 def collect_rollout(agent, env, steps: int = 40, seed: int = 0,
                     render_size: tuple[int, int] | None = (192, 256)) -> Rollout:
     """Run the agent's planner (no exploration noise) for up to ``steps`` steps from a reset."""
-    saved = agent.prev_plan
     gen = torch.Generator(device=agent.device).manual_seed(seed)
-    obs_l, act_l, rew_l, warm_l, frames = [], [], [], [], []
-    render_error = ""
-    obs = env.reset()
-    try:
-        for t in range(steps):
-            warm_l.append(None if t == 0 or agent.prev_plan is None else agent.prev_plan.float().cpu().numpy().copy())
-            if render_size and not render_error:
-                try:
-                    frames.append(env.render(*render_size))
-                except Exception as exc:  # noqa: BLE001 - a widget shows the hint instead of failing
-                    render_error = str(exc)
-            action = agent.act(obs, t0=(t == 0), eval_mode=True, generator=gen)
-            obs_l.append(np.asarray(obs, np.float32))
-            act_l.append(action)
-            obs, reward, done = env.step(action)
-            rew_l.append(reward)
-            if done:
-                break
-    finally:
-        agent.prev_plan = saved
-    frames_arr = np.asarray(frames) if frames and not render_error else None
-    return Rollout(np.asarray(obs_l), np.asarray(act_l), np.asarray(rew_l, np.float32), warm_l,
-                   frames_arr, render_error)
+    ep = run_episode(agent, env, gen, max_steps=steps, frame_size=render_size or None,
+                     tolerate_render_errors=True, record_warm_starts=True)
+    return Rollout(ep.obs[:-1], ep.actions, ep.rewards.astype(np.float32), ep.warm_starts, ep.frames,
+                   ep.render_error)
 
 
 def planner_config(cfg: Config, knobs: dict[str, Any]) -> Config:
@@ -182,14 +163,10 @@ def plan_trace(agent, obs: np.ndarray, warm_plan: np.ndarray | None, knobs: dict
     """One traced decision of ``agent`` at ``obs`` with the given warm start and planner knobs."""
     cfg = planner_config(agent.cfg, knobs)
     planner = DiffusionPlanner.from_config(cfg)
-    saved = agent.prev_plan
-    agent.prev_plan = None if warm_plan is None else torch.as_tensor(warm_plan, device=agent.device)
-    try:
+    with agent.scoped_warm_start(warm_plan):
         gen = torch.Generator(device=agent.device).manual_seed(int(seed))
         result = agent.plan(obs, t0=warm_plan is None, planner="diffusion", trace=True, generator=gen,
                             update_warm_start=False, planner_obj=planner, eta=cfg.eta)
-    finally:
-        agent.prev_plan = saved
     return result.trace
 
 
@@ -553,7 +530,7 @@ class DenoisingStepper(_TraceExplorer):
             figure_trace(self.fig_imagined, "energies").update(x=steps, y=trace.eta * im["energies"] * disc)
             figure_trace(self.fig_imagined, "terminal").update(
                 x=[f"t={horizon}"], y=[gamma ** horizon * float(im["terminal_value"])])
-            j = float((im["rewards"] + trace.eta * im["energies"]) @ disc + gamma ** horizon * im["terminal_value"])
+            j = predicted_return(im, gamma) + trace.eta * discounted_energy(im, gamma)
             self.fig_imagined.layout.title.text = f"imagined outcome of the final plan: J = {j:.3f} (discounted terms)"
         with self.fig_schedule.batch_update():
             _update_schedule_trace(self.fig_schedule, trace)
