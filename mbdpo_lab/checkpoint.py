@@ -78,7 +78,7 @@ def save_checkpoint(agent: MBDPO, path: str | Path, meta: dict[str, Any] | None 
     full_meta = {"format": FORMAT, "code_version": __version__, "obs_dim": agent.obs_dim,
                  "act_dim": agent.act_dim, "task": agent.cfg.task, **(meta or {})}
     config_json = agent.cfg.to_json()
-    meta_json = json.dumps(full_meta, sort_keys=True, default=_json_default)
+    meta_json = json.dumps(full_meta, sort_keys=True, default=json_default)
     header = {"config": config_json, "meta": meta_json,
               "sha256": _digest(config_json, meta_json, tensors)}
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
@@ -95,9 +95,14 @@ def save_checkpoint(agent: MBDPO, path: str | Path, meta: dict[str, Any] | None 
     return path
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """``json.dumps(..., default=json_default)``: numpy scalars and arrays and paths as plain JSON."""
     if isinstance(o, (np.floating, np.integer)):
         return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
@@ -184,3 +189,16 @@ def load_pretrained(name: str, device: str | torch.device | None = None,
         raise CheckpointError(f"pretrained agent {name!r}: sha256 of {path.name} is {actual[:12]}..., "
                               f"the manifest says {entry['sha256'][:12]}...; the file is damaged or replaced.")
     return load_checkpoint(path, device=device, overrides=overrides)
+
+
+def load_any(source: str | Path, device: str | torch.device | None = None,
+             overrides: dict[str, Any] | list[str] | None = None) -> Checkpoint:
+    """A checkpoint from what a user types: a ``.safetensors`` path, a run directory or a shipped name."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "agent.safetensors"
+    if path.suffix == ".safetensors" or path.exists():
+        return load_checkpoint(path, device=device, overrides=overrides)
+    if str(source) in list_pretrained():
+        return load_pretrained(str(source), device=device, overrides=overrides)
+    return load_checkpoint(path, device=device, overrides=overrides)  # raises "not found" with a hint

@@ -182,14 +182,9 @@ def cmd_train(args) -> None:
 
 
 def _load_agent(name_or_path: str, device, overrides):
-    from .checkpoint import load_checkpoint, load_pretrained, list_pretrained
+    from .checkpoint import load_any
 
-    path = Path(name_or_path)
-    if path.suffix == ".safetensors" or path.exists():
-        return load_checkpoint(path, device=device, overrides=overrides)
-    if name_or_path in list_pretrained():
-        return load_pretrained(name_or_path, device=device, overrides=overrides)
-    return load_checkpoint(path, device=device, overrides=overrides)  # raises "not found" with a hint
+    return load_any(name_or_path, device=device, overrides=overrides)
 
 
 def cmd_eval(args) -> None:

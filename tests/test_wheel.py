@@ -57,6 +57,7 @@ def test_wheel_install_finds_pretrained_agents_and_reference_curves(wheel_env):
     curves = _run([str(python), "-c", "from mbdpo_lab.reference import reference_curve; "
                    "c = reference_curve('mbdpo', 'cartpole-swingup'); print(len(c.steps))"], cwd=work, env=env)
     assert int(curves.strip()) > 0
+    _run([str(python), "-c", "import mbdpo_lab.experiments.anchor"], cwd=work, env=env)  # its report template
     out = _run([str(python), "-m", "mbdpo_lab.cli", "eval", "--checkpoint", "cartpole-swingup", "--episodes", "1",
                 "--set", "episode_length=50"],
                cwd=work, env=env)

@@ -23,6 +23,7 @@ import html
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -176,13 +177,11 @@ def _resolve_agent(agent):
         return agent
     if hasattr(agent, "agent"):  # a Checkpoint
         return agent.agent
-    if isinstance(agent, str):
-        from ..checkpoint import load_checkpoint, load_pretrained
+    if isinstance(agent, (str, Path)):
+        from ..checkpoint import load_any
 
-        if agent.endswith(".safetensors"):
-            return load_checkpoint(agent).agent
-        return load_pretrained(agent).agent
-    raise TypeError(f"expected an MBDPO agent, a Checkpoint or a pretrained name, got {type(agent).__name__}")
+        return load_any(agent).agent
+    raise TypeError(f"expected an MBDPO agent, a Checkpoint, a pretrained name or a path, got {type(agent).__name__}")
 
 
 # --- figures -------------------------------------------------------------------------------
