@@ -108,11 +108,45 @@ def fresh_run_dir(path: str | Path) -> Path:
 
 
 
+class RunControls:
+    """Pause and stop requests of one run; thread-safe, and usable before its trainer exists.
+
+    A caller that builds the trainer in a background thread (the dashboard) hands the same controls to
+    it, so a Pause or Stop pressed while the trainer is still being built is not lost.
+    """
+
+    def __init__(self) -> None:
+        self._pause = threading.Event()
+        self._stop = threading.Event()
+
+    @property
+    def pause_requested(self) -> bool:
+        return self._pause.is_set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def pause(self) -> None:
+        self._pause.set()
+
+    def resume(self) -> None:
+        self._pause.clear()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._pause.clear()
+
+    def clear_stop(self) -> None:
+        """Forget an honoured stop, so the next run continues."""
+        self._stop.clear()
+
+
 class Trainer:
     """Owns env, agent, replay and counters; safe to drive from a background thread."""
 
     def __init__(self, cfg: Config, out_dir: str | Path | None = None, callbacks: list[Callback] | None = None,
-                 agent: MBDPO | None = None, env_seed: int | None = None):
+                 agent: MBDPO | None = None, env_seed: int | None = None, controls: RunControls | None = None):
         self.cfg = cfg
         seed_everything(cfg.seed)
         self.env = make_env(cfg.task, seed=cfg.seed if env_seed is None else env_seed, action_repeat=cfg.action_repeat,
@@ -141,8 +175,7 @@ class Trainer:
         self._ep_start_time = time.perf_counter()
         self._ep_start_step = 0
         self._run_lock = threading.Lock()
-        self._pause = threading.Event()
-        self._stop = threading.Event()
+        self.controls = controls or RunControls()
         self._wall_start = time.perf_counter()
         if self.out_dir:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -228,7 +261,7 @@ class Trainer:
         cfg = self.cfg
         video = cfg.video_size if (cfg.save_video and self.out_dir) else 0
         result = evaluate(self.agent, self.eval_env, episodes or cfg.eval_episodes, video_size=video,
-                          seed=cfg.seed + self.agent_step, should_stop=self._stop.is_set)
+                          seed=cfg.seed + self.agent_step, should_stop=lambda: self.controls.stop_requested)
         if result is None:
             return None
         row = dict(step=self.env_step, sim_step=self.agent_step * self.cfg.action_repeat, episode=self.episode,
@@ -271,13 +304,14 @@ class Trainer:
         if not self._run_lock.acquire(blocking=False):
             raise RuntimeError("this trainer is already running; stop it first")
         try:
+            if self.state == "stopped":  # a new run() continues after an honoured stop
+                self.controls.clear_stop()
             self.state, self.error = "running", None
-            self._stop.clear()
             while self.env_step < target:
-                if self._stop.is_set():
+                if self.controls.stop_requested:  # also one requested before the run began
                     self.state = "stopped"
                     break
-                if self._pause.is_set():
+                if self.controls.pause_requested:
                     self.state = "paused"
                     time.sleep(0.05)
                     continue
@@ -309,14 +343,13 @@ class Trainer:
             self.save()
 
     def pause(self) -> None:
-        self._pause.set()
+        self.controls.pause()
 
     def resume(self) -> None:
-        self._pause.clear()
+        self.controls.resume()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._pause.clear()
+        self.controls.stop()
 
     # --- persistence -------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
@@ -340,7 +373,8 @@ class Trainer:
 
     @classmethod
     def resume_from(cls, out_dir: str | Path, steps: int | None = None,
-                    callbacks: list[Callback] | None = None, overrides=None) -> "Trainer":
+                    callbacks: list[Callback] | None = None, overrides=None,
+                    controls: RunControls | None = None) -> "Trainer":
         """Continue a run from its directory (agent, optimiser, replay and counters).
 
         ``overrides`` may change schedule knobs (eval_every, eval_episodes, ...), not the architecture.
@@ -353,7 +387,7 @@ class Trainer:
         agent_step = int(ckpt.meta["agent_step"])
         # Fresh initial states: the env seeded like the first segment would replay its start states.
         # (The evaluation env keeps its seed, so evaluations stay comparable across segments.)
-        trainer = cls(cfg, out_dir, callbacks, agent=ckpt.agent, env_seed=cfg.seed + agent_step)
+        trainer = cls(cfg, out_dir, callbacks, agent=ckpt.agent, env_seed=cfg.seed + agent_step, controls=controls)
         with np.load(out_dir / "checkpoints" / "replay.npz", allow_pickle=False) as data:
             trainer.buffer.load_state_dict({k: data[k] for k in data.files})
         trainer.agent_step = agent_step

@@ -239,3 +239,11 @@ def test_exception_in_training_thread_surfaces_and_state_stays_consistent(tmp_pa
     episode_steps = [r["step"] for r in dash.history if r["kind"] == "episode"]
     assert episode_steps[:2] == [50, 100] and episode_steps == sorted(episode_steps)  # the whole run
     assert load_checkpoint(dash.run_dir / "agent.safetensors").meta["agent_step"] == 200
+
+
+def test_stop_while_the_run_is_being_built_is_not_lost(tmp_path):
+    dash = TrainingDashboard(**TINY, steps=500, eval_every=0, out_dir=tmp_path / "run")
+    assert dash.start() is True
+    assert dash.stop() is True  # most likely still building the env and agent
+    assert dash.wait(HANG_S)
+    assert dash.state == "stopped" and dash.trainer.state == "stopped" and dash.trainer.env_step < 500

@@ -6,7 +6,7 @@ import pytest
 
 from mbdpo_lab.checkpoint import load_checkpoint
 from mbdpo_lab.config import make_config
-from mbdpo_lab.trainer import Trainer
+from mbdpo_lab.trainer import RunControls, Trainer
 
 
 def _cfg(**kw):
@@ -150,3 +150,15 @@ def test_stop_interrupts_an_evaluation_without_recording_it(tmp_path):
     trainer.run()
     assert trainer.state == "stopped" and trainer.env_step == 100
     assert not [r for r in trainer.history if r["kind"] == "eval"]
+
+
+def test_a_stop_requested_before_the_run_is_honoured_and_the_next_run_continues():
+    controls = RunControls()
+    controls.stop()  # e.g. Stop pressed in the dashboard while the trainer was still being built
+    trainer = Trainer(_cfg(), controls=controls)
+    trainer.run()
+    assert trainer.state == "stopped" and trainer.env_step == 0
+    trainer.run(steps=20)  # Resume: the honoured stop is forgotten
+    assert trainer.state == "finished" and trainer.env_step == 20
+    controls.pause()
+    assert trainer.controls.pause_requested  # the trainer reads the very controls it was given

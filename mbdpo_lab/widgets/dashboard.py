@@ -7,7 +7,8 @@ The dashboard is a thin view over `Trainer`:
 * a second thread (the *pump*) drains the feed every ``refresh_s`` seconds into `DashboardData`
   (bounded, decimated series) and redraws only the panels that changed, so plotting costs the same
   whether the agent runs 10 or 10 000 steps per second;
-* Stop, Pause/Resume and failures go through the trainer's own controls: a stop or an exception
+* Stop, Pause/Resume and failures go through the trainer's own `RunControls` (handed to a trainer
+  still being built, so nothing is lost), and the state shown is the trainer's: a stop or an exception
   writes a checkpoint and leaves ``dashboard.agent`` usable; the error text is shown in the dashboard;
   Resume continues from the same step (after a failure: from the checkpoint written when it failed).
 
@@ -42,7 +43,7 @@ from ..devices import device_note, device_options
 from ..progress import DashboardData, MetricsFeed, Series, Throttle, phase_text, status_line
 from ..reference import reference_curves
 from ..rendering import release_render_contexts
-from ..trainer import fresh_run_dir
+from ..trainer import RunControls, fresh_run_dir
 
 # Panels of the loss figure: (key reported by MBDPO.update, title).
 LOSS_PANELS: tuple[tuple[str, str], ...] = (
@@ -163,12 +164,10 @@ class TrainingDashboard(W.VBox):
         self._flush_lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._pump: threading.Thread | None = None
-        self._paused = False
-        self._starting = False
+        self.controls = RunControls()  # pause/stop requests of the current run, also while it is being built
         self._flush_throttle = Throttle(min(0.25, self.refresh_s))
         self._video_cache: dict[int, str] = {}
         self._suppress_pick = False
-        self._stop_when_built = False
         self.last_exception: BaseException | None = None
         self.pump_error: str | None = None
         self.step_counter = 0
@@ -297,11 +296,11 @@ class TrainingDashboard(W.VBox):
     def state(self) -> str:
         """idle, starting, running, paused, stopped, finished or failed."""
         with self._lock:
-            if self._starting:
+            if self.running and self.trainer is None:
                 return "starting"
             if self.trainer is None:
                 return "failed" if self.error_text else "idle"
-            if self.running and self._paused:
+            if self.running and self.controls.pause_requested:
                 return "paused"
             if self.running:
                 return "running" if self.trainer.state in ("running", "idle", "paused") else self.trainer.state
@@ -341,8 +340,10 @@ class TrainingDashboard(W.VBox):
             self._reset_panels()
             self._draw_reference()
 
+            controls = self.controls = RunControls()
+
             def make():
-                return Trainer(cfg, run_dir, callbacks=list(self.user_callbacks))
+                return Trainer(cfg, run_dir, callbacks=list(self.user_callbacks), controls=controls)
 
             self._launch(make, f"Started a new run in <code>{html.escape(str(run_dir))}</code> "
                                f"on {html.escape(cfg.device)}.")
@@ -356,8 +357,7 @@ class TrainingDashboard(W.VBox):
             if self.trainer is None:
                 self._say("Pause ignored: the run is still starting (building the environment and agent).", "warn")
                 return False
-            self.trainer.pause()
-            self._paused = True
+            self.controls.pause()
             self._say("Pausing after the current step (an evaluation in progress finishes first). "
                       "Resume continues from the same step.")
         self._sync_controls()
@@ -371,9 +371,8 @@ class TrainingDashboard(W.VBox):
         self._join_finished_pump()
         with self._lock:
             if self.running:
-                if self._paused and self.trainer is not None:
-                    self.trainer.resume()
-                    self._paused = False
+                if self.controls.pause_requested and self.trainer is not None:
+                    self.controls.resume()
                     self.data.start_clock(time.perf_counter(), self.trainer.env_step)
                     self._say(f"Resumed at step {self.trainer.env_step:,}.")
                     self._sync_controls()
@@ -382,6 +381,7 @@ class TrainingDashboard(W.VBox):
                 return False
             trainer = self.trainer
             if trainer is not None and trainer.state in ("stopped", "paused", "idle") and not trainer.done:
+                self.controls = trainer.controls
                 self._launch(None, f"Resumed at step {trainer.env_step:,}.")
                 return True
             if trainer is not None and trainer.done:
@@ -401,8 +401,11 @@ class TrainingDashboard(W.VBox):
             self.run_dir = run_dir
             self.error_text = None
 
+            controls = self.controls = RunControls()
+            self.trainer = None  # the view shows "starting" until the resumed trainer exists
+
             def make():
-                resumed = Trainer.resume_from(run_dir, steps=steps, callbacks=callbacks)
+                resumed = Trainer.resume_from(run_dir, steps=steps, callbacks=callbacks, controls=controls)
                 # keep the rows before the checkpoint, so `history` covers the whole run (as metrics.csv does)
                 resumed.history = [r for r in earlier if r["step"] <= resumed.env_step] + resumed.history
                 return resumed
@@ -417,11 +420,7 @@ class TrainingDashboard(W.VBox):
             if not self.running:
                 self._say("Stop ignored: nothing is training.", "warn")
                 return False
-            if self.trainer is None:  # still building the trainer: stop as soon as it exists
-                self._stop_when_built = True
-            else:
-                self.trainer.stop()
-            self._paused = False
+            self.controls.stop()  # a trainer still being built sees it when it starts
             self._say("Stopping after the current step (an evaluation in progress finishes first); "
                       "a checkpoint will be written.")
         return True
@@ -478,9 +477,6 @@ class TrainingDashboard(W.VBox):
 
     def _launch(self, make_trainer: Callable[[], Any] | None, message: str) -> None:
         """Run (make_trainer() or self.trainer).run() in a worker thread, with a pump thread redrawing."""
-        self._paused = False
-        self._starting = make_trainer is not None
-        self._stop_when_built = False
         if self.trainer is not None:
             self.data.start_clock(time.perf_counter(), self.trainer.env_step)
         worker = threading.Thread(target=self._work, args=(make_trainer,), name="mbdpo-dashboard-train", daemon=True)
@@ -501,10 +497,7 @@ class TrainingDashboard(W.VBox):
                 with self._lock:
                     self.feed.attach(trainer)
                     self.trainer = trainer
-                    self._starting = False
                     self.data.start_clock(time.perf_counter(), trainer.env_step)
-                    if self._stop_when_built:
-                        trainer.stop()
             else:
                 trainer = self.trainer
             trainer.run()
@@ -512,7 +505,6 @@ class TrainingDashboard(W.VBox):
             self.error_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             self.last_exception = exc
         finally:
-            self._starting = False
             if trainer is not None:
                 try:
                     release_render_contexts(trainer.env, trainer.eval_env)
@@ -687,7 +679,7 @@ class TrainingDashboard(W.VBox):
         self.progress_w.value = min(step, target)
         rate = self.data.rate.average
         line = status_line(step, target, rate, self.data.planner_ms.last if self.data.planner_ms else None)
-        if self.trainer is not None and (self._paused or not self.running):
+        if self.trainer is not None and (self.controls.pause_requested or not self.running):
             line = line.rsplit(" · ETA", 1)[0] + f" · {self.state}"
         self.step_counter = step
         if self.trainer is not None and self.agent is not None and self.agent.device.type == "cuda":
@@ -695,7 +687,7 @@ class TrainingDashboard(W.VBox):
             line += (f" · GPU memory {torch.cuda.memory_allocated(dev) / 2**30:.2f} / "
                      f"{torch.cuda.get_device_properties(dev).total_memory / 2**30:.0f} GiB")
         self.progress_label.value = f"<span style='font-family:monospace'>{line}</span>"
-        if self.trainer is not None and self.running and not self._paused:
+        if self.trainer is not None and self.running and not self.controls.pause_requested:
             last_eval = int(self.data.eval_points[-1]["step"]) if self.data.eval_points else None
             self.phase_w.value = f"<span style='color:#555'>{html.escape(phase_text(step, self.trainer.cfg, last_eval))}</span>"
         else:
@@ -714,10 +706,10 @@ class TrainingDashboard(W.VBox):
         running = self.running
         for w in self._config_widgets:
             w.disabled = running
-        self.pause_button.disabled = not running or self._paused
+        self.pause_button.disabled = not running or self.controls.pause_requested
         self.stop_button.disabled = not running
         trainer = self.trainer
-        self.resume_button.disabled = not ((running and self._paused) or (
+        self.resume_button.disabled = not ((running and self.controls.pause_requested) or (
             not running and (self.error_text is not None or (trainer is not None and not trainer.done))))
         self._set_state_badge()
 
