@@ -6,6 +6,7 @@ committed block differs from what its source gives.
 """
 from __future__ import annotations
 
+import csv
 import re
 import sys
 from pathlib import Path
@@ -21,17 +22,52 @@ def agents_table(directory: Path = PRETRAINED_DIR) -> str:
             "published at 100k steps, MBDPO / TD-MPC2 |", "|---|---|---|---|---|---|---|"]
     for name, e in sorted(read_manifest(directory).items()):
         anchor = "0 (unanchored)" if e["eta"] == 0 else f"{e['eta']:g}"
-        published = [reference_curve(method, e["task"]) for method in ("mbdpo", "tdmpc2")]
-        paper = " / ".join(f"{c.at(100_000):.0f}" if c is not None and 100_000 in c.steps else "–" for c in published)
+        paper = _published(e["task"])
         rows.append(f"| `{name}` | {e['task']} | {anchor} | {e['steps']:,} | "
                     f"{e['eval_return_mean']:.1f} ± {e['eval_return_std']:.1f} | {e['wall_time_s'] / 60:.0f} min | "
                     f"{paper} |")
     return "\n".join(rows)
 
 
+def _published(task: str) -> str:
+    curves = [reference_curve(method, task) for method in ("mbdpo", "tdmpc2")]
+    return " / ".join(f"{c.at(100_000):.0f}" if c is not None and 100_000 in c.steps else "–" for c in curves)
+
+
+def _mean_std(mean: str, std: str) -> str:
+    return f"{float(mean):.1f}" + (f" ± {float(std):.1f}" if std not in ("", None) else "")
+
+
+def training_table(data_dir: Path, directory: Path = PRETRAINED_DIR,
+                   steps: tuple[int, ...] = (5_000, 10_000, 20_000, 30_000, 40_000, 50_000)) -> str:
+    """Evaluation returns of the results page's training runs, one row per run, from its CSVs."""
+    with open(data_dir / "training_runs.csv", newline="") as fh:
+        runs = list(csv.DictReader(fh))
+    with open(data_dir / "training_evals.csv", newline="") as fh:
+        evals = {(r["run"], int(r["step"])): r for r in csv.DictReader(fh)}
+    manifest = read_manifest(directory)
+    head = ["run", *[f"{s // 1000}k" for s in steps], "shipped agent, 10 episodes",
+            "published at 100k, MBDPO / TD-MPC2"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for run in runs:
+        cells = [run["label"]]
+        for step in steps:
+            e = evals.get((run["run"], step))
+            cells.append(_mean_std(e["eval_return_mean"], e["eval_return_std"]) if e else "–")
+        agent = manifest.get(run["shipped_as"]) if run["shipped_as"] else None
+        cells.append(f"`{run['shipped_as']}`: {agent['eval_return_mean']:.1f} ± {agent['eval_return_std']:.1f} "
+                     f"({agent['steps']:,} steps)" if agent else "–")
+        cells.append(_published(run["task"]))
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+DOCS_DATA = Path(__file__).resolve().parent.parent / "docs" / "data"
+
 # (markdown file relative to the repository root, block name) -> what generates the block
 GENERATED: dict[tuple[str, str], Callable[[], str]] = {
     ("README.md", "agents"): agents_table,
+    ("docs/results.md", "training"): lambda: training_table(DOCS_DATA),
 }
 
 
