@@ -258,8 +258,12 @@ def cmd_bench(args) -> None:
 
 
 def cmd_compare_anchor(args) -> None:
+    import logging
+
     from .experiments.anchor import run_compare_anchor
 
+    if not args.no_progress:  # the experiment reports each phase through logging, to stderr
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
     run_compare_anchor(args)
 
 

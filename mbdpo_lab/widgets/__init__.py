@@ -6,7 +6,7 @@ Needs the ``notebooks`` extra: ``pip install -e ".[notebooks]"``. Names are impo
 from importlib import import_module
 
 _LAZY = {
-    # denoising stepper and toy landscape (issue 3)
+    # denoising stepper and toy landscape
     "DenoisingStepper": "denoising",
     "ToyLandscapeExplorer": "denoising",
     "Rollout": "denoising",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -16,6 +17,8 @@ from ...config import Config, ConfigError
 from ...envs import MEASURE_SEED_OFFSET
 from .result import HISTORY_COLUMNS, AnchorResult, dirname_for, label_for, make_row, parse_row, read_csv
 from .verdicts import attach_cross_energy, fmt_number, summarise
+
+logger = logging.getLogger(__name__)
 
 
 def paired_configs(base: Config, eta_large: float | None = None) -> list[Config]:
@@ -104,8 +107,7 @@ def _trainer_history(label: str, trainer) -> list[dict[str, Any]]:
 def run_paired(cfg: Config, out: str | Path | None = None, eta_large: float | None = None,
                metric_episodes: int | None = None, tail: str = "steady",
                sweep_etas: Sequence[float] = DEFAULT_SWEEP_ETAS, sweep_step: int = 100, video: bool = True,
-               frame_size: int = 96, progress: bool = False, report: bool = True,
-               log: Callable[[str], None] | None = None) -> AnchorResult:
+               frame_size: int = 96, progress: bool = False, report: bool = True) -> AnchorResult:
     """Train eta=0, eta=cfg.eta (and eta_large) from the same config and seed; measure; report.
 
     Every agent trains in ``out/eta<value>/`` (the trainer's own metrics.csv, checkpoints and
@@ -129,7 +131,7 @@ def run_paired(cfg: Config, out: str | Path | None = None, eta_large: float | No
     result = AnchorResult(task=cfg.task, labels=[label_for(c.eta) for c in configs],
                           etas={label_for(c.eta): c.eta for c in configs},
                           configs={label_for(c.eta): c.to_dict() for c in configs}, rows=rows, mode="train")
-    say = log or (lambda msg: None)
+    say = logger.info
     final_rollouts: dict[str, Any] = {}
     for c in configs:
         label = label_for(c.eta)
@@ -338,8 +340,7 @@ def run_compare_anchor(args: argparse.Namespace) -> AnchorResult:
             apply_overrides(cfg, args.overrides)
             validate(cfg)
         result = run_paired(cfg, out, eta_large=args.eta_large, metric_episodes=args.metric_episodes,
-                            tail=args.tail, sweep_etas=etas, video=not args.no_video, progress=progress,
-                            log=(lambda m: print(m, flush=True)) if progress else None)
+                            tail=args.tail, sweep_etas=etas, video=not args.no_video, progress=progress)
     lines = result.summary.splitlines()
     print(json.dumps({"out": str(out), "report": str(out / "anchor_report.html"),
                       "metrics": str(out / "anchor_metrics.csv"), "agents": result.labels,
