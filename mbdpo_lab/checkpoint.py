@@ -180,7 +180,10 @@ def load_pretrained(name: str, device: str | torch.device | None = None,
         available = ", ".join(sorted(agents)) or "(none shipped)"
         raise CheckpointError(f"unknown pretrained agent {name!r}.{hint} Available: {available}")
     entry = agents[name]
-    path = directory / entry["file"]
+    path = (directory / str(entry.get("file", ""))).resolve()
+    if path.parent != directory.resolve() or path.suffix != ".safetensors":
+        raise CheckpointError(f"manifest entry {name!r} names file {entry.get('file')!r}, which is not a "
+                              f".safetensors file inside {directory}; fix the manifest or reinstall")
     if not path.exists():
         raise CheckpointError(f"pretrained file {path.name} is missing; reinstall or run "
                               "scripts/reproduce_pretrained.sh")

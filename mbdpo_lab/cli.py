@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run directory written by `mbdpo-lab train`")
     p.add_argument("--name", required=True)
     p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--replace", action="store_true", help="overwrite a shipped agent of the same name")
 
     _add_compare_anchor(sub)
     p = sub.add_parser("anchor-table", help="markdown table of compare-anchor output directories")
@@ -246,7 +247,7 @@ def cmd_export(args) -> None:
 
     if not (Path(args.run) / "agent.safetensors").exists():
         raise UsageError(f"{args.run} has no agent.safetensors; train it first")
-    print(json.dumps(export_run(args.run, args.name, episodes=args.episodes)))
+    print(json.dumps(export_run(args.run, args.name, episodes=args.episodes, replace=args.replace)))
 
 
 def cmd_bench(args) -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import csv
 import json
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .checkpoint import PRETRAINED_DIR, file_sha256, load_checkpoint, save_checkpoint
+from .checkpoint import PRETRAINED_DIR, file_sha256, load_checkpoint, read_manifest, save_checkpoint
+from .errors import CheckpointError
 from .config import PRESETS, make_config
 from .envs import make_env
 from .trainer import evaluate, seed_everything
@@ -60,9 +62,27 @@ def _wall_time(run_dir: Path) -> float | None:
     return round(total + segment_max, 1)
 
 
+AGENT_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+def check_agent_name(name: str) -> str:
+    """A shipped agent's name is a plain file stem: lower-case letters, digits, '.', '_' or '-'."""
+    if not AGENT_NAME.fullmatch(name) or ".." in name:
+        raise CheckpointError(f"agent name {name!r} is not allowed: use lower-case letters, digits, '.', '_' "
+                              "or '-' (at most 64, no '..' and no '/'), e.g. reacher-easy-seed2")
+    return name
+
+
 def export_run(run_dir: str | Path, name: str, directory: Path = PRETRAINED_DIR, episodes: int = 10,
-               device_note: str | None = None) -> dict[str, Any]:
-    """Add ``run_dir``'s agent to the shipped agents under ``name``; returns the manifest entry."""
+               device_note: str | None = None, replace: bool = False) -> dict[str, Any]:
+    """Add ``run_dir``'s agent to the shipped agents under ``name``; returns the manifest entry.
+
+    An agent already shipped under ``name`` is replaced only with ``replace=True``.
+    """
+    check_agent_name(name)
+    if name in read_manifest(directory) and not replace:
+        raise CheckpointError(f"a shipped agent is already called {name!r}; choose another --name, or pass "
+                              "--replace to overwrite it and its manifest entry")
     run_dir = Path(run_dir)
     ckpt = load_checkpoint(run_dir / "agent.safetensors", device="cpu")
     cfg = ckpt.agent.cfg

@@ -54,3 +54,38 @@ def test_export_run_writes_manifest_entry(tmp_path):
     assert entry["steps"] == 100 and entry["eta"] == 0.0 and entry["preset"] == "tiny"
     assert "--set eta=0.0" in entry["command"] and "--task pendulum-swingup" in entry["command"]
     assert load_pretrained("pend-tiny", directory=tmp_path / "assets").agent.cfg.eta == 0.0
+
+
+def test_export_refuses_bad_names_and_replaces_only_when_asked(tmp_path):
+    from mbdpo_lab.checkpoint import CheckpointError
+    from mbdpo_lab.config import make_config
+    from mbdpo_lab.trainer import Trainer
+
+    cfg = make_config("tiny", task="pendulum-swingup", steps=60, episode_length=30, seed_steps=30,
+                      eval_every=0, device="cpu")
+    Trainer(cfg, out_dir=tmp_path / "run").run()
+    shelf = tmp_path / "shelf"
+    for bad in ("../../x", "a/b", "Upper", "", ".hidden", "x" * 65):
+        with pytest.raises(CheckpointError, match="not allowed"):
+            export_run(tmp_path / "run", bad, directory=shelf, episodes=1)
+    assert not shelf.exists() or not any(shelf.iterdir())  # nothing written for a refused name
+    first = export_run(tmp_path / "run", "pend", directory=shelf, episodes=1)
+    before = (shelf / "manifest.json").read_text(), (shelf / "pend.safetensors").read_bytes()
+    with pytest.raises(CheckpointError, match="--replace"):
+        export_run(tmp_path / "run", "pend", directory=shelf, episodes=1)
+    assert ((shelf / "manifest.json").read_text(), (shelf / "pend.safetensors").read_bytes()) == before
+    again = export_run(tmp_path / "run", "pend", directory=shelf, episodes=1, replace=True)
+    assert json.loads((shelf / "manifest.json").read_text())["agents"]["pend"] == again
+    assert first["steps"] == again["steps"] == 60
+
+
+def test_a_manifest_entry_cannot_point_outside_its_folder(tmp_path):
+    from mbdpo_lab.checkpoint import CheckpointError
+
+    shelf = tmp_path / "shelf"
+    shelf.mkdir()
+    (tmp_path / "outside.safetensors").write_bytes(b"not even a checkpoint")
+    for file in ("../outside.safetensors", "/etc/passwd", "manifest.json"):
+        (shelf / "manifest.json").write_text(json.dumps({"agents": {"x": {"file": file, "sha256": "0"}}}))
+        with pytest.raises(CheckpointError, match="inside"):
+            load_pretrained("x", directory=shelf)

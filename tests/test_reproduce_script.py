@@ -8,14 +8,15 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+MANIFEST = REPO / "mbdpo_lab" / "data" / "pretrained" / "manifest.json"
 
 
 def test_reproduce_script_passes_manifest_commands_word_by_word(tmp_path):
     # A copy of the script and manifest, and a fake CLI that records its arguments: nothing trains.
     (tmp_path / "scripts").mkdir()
     shutil.copy(REPO / "scripts" / "reproduce_pretrained.sh", tmp_path / "scripts")
-    (tmp_path / "assets" / "pretrained").mkdir(parents=True)
-    shutil.copy(REPO / "assets" / "pretrained" / "manifest.json", tmp_path / "assets" / "pretrained")
+    (tmp_path / "mbdpo_lab" / "data" / "pretrained").mkdir(parents=True)
+    shutil.copy(MANIFEST, tmp_path / "mbdpo_lab" / "data" / "pretrained")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python").symlink_to(sys.executable)
@@ -23,14 +24,14 @@ def test_reproduce_script_passes_manifest_commands_word_by_word(tmp_path):
     fake.write_text('#!/bin/sh\nprintf "%s\\n" "$*" >> "$(dirname "$0")/calls.txt"\n')
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
 
-    agents = json.loads((REPO / "assets" / "pretrained" / "manifest.json").read_text())["agents"]
+    agents = json.loads(MANIFEST.read_text())["agents"]
     name = sorted(agents)[0]
     env = dict(os.environ, BIN=str(bin_dir))
     subprocess.run(["bash", str(tmp_path / "scripts" / "reproduce_pretrained.sh"), name],
                    check=True, env=env, capture_output=True, text=True)
     calls = (bin_dir / "calls.txt").read_text().splitlines()
     assert calls[0].split() == agents[name]["command"].split()[1:]
-    assert calls[1].split() == ["export", "--run", f"runs/{name}", "--name", name]
+    assert calls[1].split() == ["export", "--run", f"runs/{name}", "--name", name, "--replace"]
 
     bad = subprocess.run(["bash", str(tmp_path / "scripts" / "reproduce_pretrained.sh"), "no-such-agent"],
                          env=env, capture_output=True, text=True)
