@@ -17,8 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from .config import Config
+from .errors import ConfigError, ObservationError, TrainingDiverged
 from .planner import DiffusionPlanner, MPPIPlanner, PlanResult, PolicyActor, WorldModelReturn, shift_warm_start
 from .world_model import WorldModel
+
+PLANNERS = ("diffusion", "mppi", "policy")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -95,8 +98,24 @@ class MBDPO:
 
     @torch.no_grad()
     def encode(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
-        obs_t = torch.as_tensor(np.asarray(obs, np.float32), device=self.device)
-        return self.wm.encode(obs_t.reshape(1, -1))[0]
+        return self.wm.encode(torch.as_tensor(self.check_observation(obs), device=self.device).reshape(1, -1))[0]
+
+    def check_observation(self, obs: np.ndarray | torch.Tensor) -> np.ndarray:
+        """The observation as float32 [obs_dim]; a wrong size or a non-finite entry is refused here, at the
+        boundary, so nothing non-finite reaches the planner's warm start."""
+        if isinstance(obs, torch.Tensor):
+            obs = obs.detach().cpu().numpy()
+        arr = np.asarray(obs, np.float32)
+        if arr.size != self.obs_dim:
+            raise ObservationError(f"observation has {arr.size} entries (shape {arr.shape}), this agent takes "
+                                   f"{self.obs_dim} (task {self.cfg.task}); pass the task's flat observation")
+        arr = arr.reshape(-1)
+        bad = np.flatnonzero(~np.isfinite(arr))
+        if bad.size:
+            shown = ", ".join(f"[{i}]={arr[i]}" for i in bad[:5]) + (" ..." if bad.size > 5 else "")
+            raise ObservationError(f"observation has {bad.size} non-finite entr{'y' if bad.size == 1 else 'ies'}: "
+                                   f"{shown}; check the environment (a simulation that blew up?)")
+        return arr
 
     @torch.no_grad()
     def plan(self, obs: np.ndarray, t0: bool, planner: str | None = None, trace: bool = False,
@@ -104,6 +123,8 @@ class MBDPO:
              planner_obj: DiffusionPlanner | None = None, eta: float | None = None) -> PlanResult:
         """Plan from an observation; ``t0`` marks an episode start (warm start from zeros)."""
         kind = planner or self.cfg.planner
+        if kind not in PLANNERS:
+            raise ConfigError(f"planner must be one of {', '.join(PLANNERS)}, got {kind!r}")
         z0 = self.encode(obs)
         warm = shift_warm_start(None if t0 else self.prev_plan, self.cfg.horizon, self.act_dim, self.device)
         if kind == "policy":
@@ -112,6 +133,9 @@ class MBDPO:
         else:
             search = planner_obj or (self.diffusion if kind == "diffusion" else self.mppi)
             result = search.plan(self.return_model(z0, eta, generator), warm, generator, trace=trace)
+        if not bool(torch.isfinite(result.plan).all() and torch.isfinite(result.action).all()):
+            raise TrainingDiverged("the planner produced a non-finite plan from a finite observation: the "
+                                   "model's weights are not finite (a diverged run?); load an earlier checkpoint")
         if update_warm_start:
             self.prev_plan = result.plan
         return result

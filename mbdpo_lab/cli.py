@@ -10,7 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import CheckpointError, ConfigError, RenderingUnavailable, UnknownTaskError, UsageError
+from .errors import (CheckpointError, ConfigError, ObservationError, RenderingUnavailable, TrainingDiverged,
+                     UnknownTaskError, UsageError)
 
 
 def _add_set(p: argparse.ArgumentParser) -> None:
@@ -289,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ConfigError, UnknownTaskError, CheckpointError) as exc:
         print(f"mbdpo-lab {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except (ObservationError, TrainingDiverged) as exc:  # the run's own fault, not the command line's
+        print(f"mbdpo-lab {args.command}: error: {exc}", file=sys.stderr)
+        return 4
     except RenderingUnavailable as exc:
         print(f"mbdpo-lab {args.command}: error: {exc}", file=sys.stderr)
         return 3

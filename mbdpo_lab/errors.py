@@ -24,3 +24,11 @@ class RenderingUnavailable(RuntimeError):
 
 class UsageError(Exception):
     """Bad input from the command line; printed as one line, exit status 2."""
+
+
+class ObservationError(ValueError):
+    """An observation the agent cannot use (wrong size, NaN or infinite entries); names the entries."""
+
+
+class TrainingDiverged(FloatingPointError):
+    """An update produced a non-finite loss; the run stops and keeps its last good checkpoint."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import random
 import threading
 import time
@@ -25,6 +26,7 @@ from .buffer import ReplayBuffer
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Config
 from .envs import EVAL_SEED_OFFSET, make_env
+from .errors import TrainingDiverged
 from .episodes import run_episode
 
 Callback = Callable[[str, dict[str, Any]], None]
@@ -204,7 +206,7 @@ class Trainer:
         cfg = self.cfg
         t0 = self._obs is None
         if t0:
-            self._obs = self.env.reset()
+            self._obs = self.agent.check_observation(self.env.reset())
             self.buffer.start_episode(self._obs)
             self._t, self._ep_return = 0, 0.0
             self._ep_start_time, self._ep_start_step = time.perf_counter(), self.agent_step
@@ -215,6 +217,7 @@ class Trainer:
             action = self.agent.act(self._obs, t0=t0, eval_mode=False)
             self._ep_plan_ms.append(self.agent.last_plan_ms)
         next_obs, reward, done = self.env.step(action)
+        next_obs = self.agent.check_observation(next_obs)  # nothing non-finite enters the replay
         self.buffer.add(action, reward, next_obs)
         self._obs, self._ep_return, self._t = next_obs, self._ep_return + reward, self._t + 1
         self.agent_step += 1
@@ -225,6 +228,10 @@ class Trainer:
             start = time.perf_counter()
             for _ in range(n_updates):
                 losses = self.agent.update(self.agent.to_batch(self.buffer.sample(cfg.batch_size)))
+            bad = sorted(k for k, v in losses.items() if not math.isfinite(v))
+            if bad:
+                raise TrainingDiverged(f"non-finite {', '.join(bad)} at step {self.env_step}: the update diverged; "
+                                       "the last good checkpoint is kept (lower lr, or resume from it)")
             self._ep_update_ms.append(1000 * (time.perf_counter() - start) / n_updates)
             self._ep_losses.append(losses)
             info.update(losses)
@@ -362,6 +369,9 @@ class Trainer:
     def save(self) -> Path:
         """Write ``last.safetensors`` (resumable, with optimiser state), replay and the agent."""
         assert self.out_dir is not None
+        if not all(bool(torch.isfinite(p).all()) for p in self.agent.wm.parameters()):
+            raise TrainingDiverged(f"the weights are not finite at step {self.env_step}; not overwriting the last "
+                                   "good checkpoint")
         ckpt_dir = self.out_dir / "checkpoints"
         path = save_checkpoint(self.agent, ckpt_dir / "last.safetensors", self.meta(), include_optimizer=True)
         tmp = ckpt_dir / "replay.tmp.npz"
