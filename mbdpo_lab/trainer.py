@@ -23,10 +23,10 @@ import torch
 
 from .agent import MBDPO
 from .buffer import ReplayBuffer
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, read_header, save_checkpoint
 from .config import Config
 from .envs import EVAL_SEED_OFFSET, make_env
-from .errors import TrainingDiverged
+from .errors import CheckpointError, TrainingDiverged
 from .episodes import run_episode
 
 Callback = Callable[[str, dict[str, Any]], None]
@@ -94,6 +94,13 @@ def evaluate(agent: MBDPO, env, episodes: int, planner: str | None = None, video
     return dict(mean_return=float(np.mean(returns)), std_return=float(np.std(returns)),
                 returns=[float(r) for r in returns], episodes=episodes,
                 planner_ms=float(np.median(plan_ms)) if plan_ms else 0.0, frames=frames)
+
+
+def replay_path(run_dir: str | Path) -> Path:
+    """The replay file that a run's resumable checkpoint names (``replay.npz`` for older runs)."""
+    ckpt_dir = Path(run_dir) / "checkpoints"
+    meta = read_header(ckpt_dir / "last.safetensors")[1] if (ckpt_dir / "last.safetensors").exists() else {}
+    return ckpt_dir / str(meta.get("replay_file", "replay.npz"))
 
 
 def fresh_run_dir(path: str | Path) -> Path:
@@ -367,16 +374,27 @@ class Trainer:
                     eval_return_std=ev.get("std_return"), eval_step=ev.get("step"))
 
     def save(self) -> Path:
-        """Write ``last.safetensors`` (resumable, with optimiser state), replay and the agent."""
+        """Write the resumable state (``last.safetensors`` with the optimiser, and its replay) and the agent.
+
+        The order keeps a consistent pair at every instant, a SIGKILL included: the replay goes to a new
+        file named by its step first, then the checkpoint that names it replaces the old one (atomically),
+        and only then are older replay files removed. A kill leaves the previous pair, or the new one.
+        """
         assert self.out_dir is not None
         if not all(bool(torch.isfinite(p).all()) for p in self.agent.wm.parameters()):
             raise TrainingDiverged(f"the weights are not finite at step {self.env_step}; not overwriting the last "
                                    "good checkpoint")
         ckpt_dir = self.out_dir / "checkpoints"
-        path = save_checkpoint(self.agent, ckpt_dir / "last.safetensors", self.meta(), include_optimizer=True)
-        tmp = ckpt_dir / "replay.tmp.npz"
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        replay = ckpt_dir / f"replay-{self.agent_step}.npz"
+        tmp = ckpt_dir / f"replay-{self.agent_step}.tmp.npz"
         np.savez(tmp, **self.buffer.state_dict())
-        tmp.replace(ckpt_dir / "replay.npz")
+        tmp.replace(replay)
+        meta = {**self.meta(), "replay_file": replay.name, "replay_transitions": len(self.buffer)}
+        path = save_checkpoint(self.agent, ckpt_dir / "last.safetensors", meta, include_optimizer=True)
+        for old in [*ckpt_dir.glob("replay-*.npz"), ckpt_dir / "replay.npz"]:
+            if old.name != replay.name and old.exists():
+                old.unlink()
         save_checkpoint(self.agent, self.out_dir / "agent.safetensors", self.meta())
         self._emit("checkpoint", {"step": self.env_step, "path": str(path)})
         return path
@@ -398,8 +416,18 @@ class Trainer:
         # Fresh initial states: the env seeded like the first segment would replay its start states.
         # (The evaluation env keeps its seed, so evaluations stay comparable across segments.)
         trainer = cls(cfg, out_dir, callbacks, agent=ckpt.agent, env_seed=cfg.seed + agent_step, controls=controls)
-        with np.load(out_dir / "checkpoints" / "replay.npz", allow_pickle=False) as data:
+        for leftover in (out_dir / "checkpoints").glob("*.tmp*"):  # half-written files of a killed save
+            leftover.unlink()
+        replay = replay_path(out_dir)
+        if not replay.exists():
+            raise CheckpointError(f"{replay} is missing, but the checkpoint at step {agent_step} needs it; "
+                                  "the run cannot resume without its replay (start a new run)")
+        with np.load(replay, allow_pickle=False) as data:
             trainer.buffer.load_state_dict({k: data[k] for k in data.files})
+        expected = ckpt.meta.get("replay_transitions")
+        if expected is not None and len(trainer.buffer) != int(expected):
+            raise CheckpointError(f"{replay.name} holds {len(trainer.buffer)} transitions, the checkpoint expects "
+                                  f"{expected}; the run directory was changed by hand")
         trainer.agent_step = agent_step
         _set_aside_rows_after(out_dir / "metrics.csv", trainer.env_step)
         trainer._wall_start -= float(ckpt.meta.get("wall_time", 0.0))  # wall time counts the whole run

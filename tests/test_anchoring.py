@@ -15,6 +15,7 @@ from mbdpo_lab.analysis.anchoring import (AnchorEpisode, AnchorRollouts, Behavio
                                           referee_energy, state_nn_distance, td_errors, value_gap)
 from mbdpo_lab.checkpoint import CheckpointError
 from mbdpo_lab.cli import build_parser
+from mbdpo_lab.trainer import replay_path
 from mbdpo_lab.config import ConfigError, make_config
 from mbdpo_lab.envs import UnknownTaskError, make_env
 from mbdpo_lab.experiments.anchor import (CSV_COLUMNS, AnchorResult,
@@ -234,7 +235,7 @@ def test_pair_differs_only_in_eta(paired):
     a, b = (result.configs[label] for label in result.labels)
     assert config_diff(a, b) == {"eta": (0.0, 0.01)}
     # Same seed: the same seed-phase data in both replays.
-    ra, rb = (np.load(out / d / "checkpoints" / "replay.npz") for d in ("eta0", "eta0.01"))
+    ra, rb = (np.load(replay_path(out / d)) for d in ("eta0", "eta0.01"))
     seed_rows = _tiny().num_seed_steps
     np.testing.assert_array_equal(ra["action"][:seed_rows], rb["action"][:seed_rows])
     np.testing.assert_array_equal(ra["obs"][:seed_rows], rb["obs"][:seed_rows])

@@ -68,3 +68,50 @@ def test_weights_that_are_not_finite_never_plan(tiny_agent):
     with pytest.raises(TrainingDiverged, match="non-finite plan"):
         tiny_agent.act(np.zeros(5, np.float32), t0=True)
     assert tiny_agent.prev_plan is None
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: every later file operation of the process fails too."""
+
+
+@pytest.mark.parametrize("kill_at", range(1, 10))
+def test_a_kill_at_any_point_of_a_save_leaves_a_consistent_run(tmp_path, monkeypatch, kill_at):
+    import os
+
+    import mbdpo_lab.checkpoint as checkpoint_module
+
+    cfg = make_config("tiny", task="cartpole-swingup", steps=120, episode_length=30, seed_steps=30, eval_every=0,
+                      checkpoint_every=60, device="cpu", batch_size=8)
+    trainer = Trainer(cfg, out_dir=tmp_path)
+    state = {"armed": False, "calls": 0, "dead": False}
+
+    def deadly(name, real, partial_path=None):
+        def call(*args, **kwargs):
+            if state["armed"]:
+                state["calls"] += 1
+                if state["dead"] or state["calls"] == kill_at:
+                    state["dead"] = True
+                    target = partial_path(args) if partial_path else None
+                    if target is not None:  # the interrupted write leaves half a file behind
+                        with open(target, "wb") as fh:
+                            fh.write(b"half a file")
+                    raise Killed(name)
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(np, "savez", deadly("savez", np.savez, lambda a: a[0]))
+    monkeypatch.setattr(checkpoint_module, "save_file", deadly("save_file", checkpoint_module.save_file,
+                                                               lambda a: a[1]))
+    monkeypatch.setattr(os, "replace", deadly("replace", os.replace))
+    monkeypatch.setattr(os, "unlink", deadly("unlink", os.unlink))
+    trainer.callbacks.append(lambda event, data: state.update(armed=True) if event == "checkpoint" else None)
+    with pytest.raises(Killed):
+        trainer.run()  # the first save (step 60) completes; the kill hits the second (step 120)
+    monkeypatch.undo()
+
+    resumed = Trainer.resume_from(tmp_path, steps=150)
+    assert resumed.agent_step in (60, 120)
+    assert len(resumed.buffer) == resumed.agent_step  # every step's transition, none lost or doubled
+    assert not list((tmp_path / "checkpoints").glob("*.tmp*"))
+    resumed.run()
+    assert resumed.state == "finished" and len(resumed.buffer) == 150

@@ -215,6 +215,19 @@ def _progress(total: int, label: str, enabled: bool):
     return tqdm(total=total, desc=label, unit="step", dynamic_ncols=True)
 
 
+def _replay_beside(path: Path | None) -> Path | None:
+    """The replay of the run a checkpoint belongs to (its run directory, or the folder above), if any."""
+    if path is None:
+        return None
+    from ...trainer import replay_path
+
+    for run_dir in (path.parent, path.parent.parent):
+        for candidate in (replay_path(run_dir), run_dir / "replay.npz"):
+            if candidate.exists():
+                return candidate
+    return None
+
+
 def _beside(path: Path | None, names: Sequence[str]) -> Path | None:
     if path is None:
         return None
@@ -231,7 +244,7 @@ def compare_checkpoints(checkpoints: Sequence[str], out: str | Path | None = Non
                         device: str | None = None, report: bool = True) -> AnchorResult:
     """Measure two or three trained agents (paths, run directories or pretrained names) on the same states.
 
-    The replay next to a run's checkpoint (``checkpoints/replay.npz``) feeds the replay-distance
+    The replay of a run's checkpoint (``checkpoints/replay-<step>.npz``) feeds the replay-distance
     metrics when it exists (else they are n/a); the run's ``metrics.csv`` gives the return curves.
     Configs that differ in more than eta are reported in the notes (the comparison is then not paired).
     """
@@ -271,7 +284,7 @@ def compare_checkpoints(checkpoints: Sequence[str], out: str | Path | None = Non
     for label, (name, ck) in zip(labels, loaded):
         agent, cfg = ck.agent, ck.agent.cfg
         env = make_env(task, seed=seed + MEASURE_SEED_OFFSET, action_repeat=cfg.action_repeat, episode_length=cfg.episode_length)
-        replay = _beside(ck.path, ["checkpoints/replay.npz", "replay.npz"])
+        replay = _replay_beside(ck.path)
         behaviour = BehaviourData.load(replay, seed=seed) if replay else None
         if behaviour is None:
             result.notes.append(f"{label}: no replay next to {name}; replay-distance metrics are n/a")
