@@ -112,6 +112,9 @@ def read_header(path: str | Path) -> tuple[Config, dict[str, Any], dict[str, tor
     if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}. Train one with `mbdpo-lab train` "
                               "or use a pretrained name (`mbdpo-lab pretrained`).")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory; pass the .safetensors file (a run directory holds "
+                              "agent.safetensors) or a pretrained name")
     try:
         with safe_open(str(path), framework="pt") as fh:
             header = fh.metadata() or {}
@@ -136,6 +139,11 @@ def read_header(path: str | Path) -> tuple[Config, dict[str, Any], dict[str, tor
     return cfg, meta, tensors
 
 
+# What the weights' shapes or meaning depend on: a checkpoint cannot be loaded with other values.
+FIXED_WHEN_LOADING = ("task", "model_size", "enc_dim", "num_enc_layers", "mlp_dim", "latent_dim", "simnorm_dim",
+                      "num_q", "num_bins", "vmin", "vmax", "use_score_net", "tau_embed_dim", "horizon")
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device | None = None,
                     overrides: dict[str, Any] | list[str] | None = None) -> Checkpoint:
     """Verify and load a checkpoint into a ready agent. ``overrides`` change acting knobs (e.g. eta)."""
@@ -143,10 +151,17 @@ def load_checkpoint(path: str | Path, device: str | torch.device | None = None,
     if overrides:
         from .config import apply_overrides, validate
 
+        before = {k: getattr(cfg, k) for k in FIXED_WHEN_LOADING}
         apply_overrides(cfg, overrides)
+        changed = sorted(k for k, v in before.items() if getattr(cfg, k) != v)
+        if changed:
+            raise ConfigError(f"{', '.join(changed)} cannot be changed when loading a checkpoint (it was trained "
+                              f"with {', '.join(f'{k}={before[k]}' for k in changed)}); train a new agent instead")
         validate(cfg)
     if device is not None:
         cfg.device = str(device)
+    elif cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        cfg.device = "cpu"  # saved on a GPU machine, loaded on one without: the weights load on the CPU
     agent = MBDPO(cfg, int(meta["obs_dim"]), int(meta["act_dim"]))
     try:
         agent.load_tensors(tensors)

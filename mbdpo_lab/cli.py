@@ -14,6 +14,19 @@ from .errors import (CheckpointError, ConfigError, ObservationError, RenderingUn
                      UnknownTaskError, UsageError)
 
 
+def _count(minimum: int):
+    """An argparse type: an integer of at least ``minimum`` (argparse turns the error into one line, exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
 def _add_set(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field (repeatable), e.g. --set eta=0 --set num_samples=256")
@@ -26,13 +39,13 @@ def _add_compare_anchor(subparsers) -> argparse.ArgumentParser:
                     "--checkpoints; writes anchor_metrics.csv and a self-contained anchor_report.html to --out.")
     p.add_argument("--task", default="cartpole-swingup")
     p.add_argument("--preset", default="cpu")
-    p.add_argument("--steps", type=int, default=None, help="environment steps per agent, one act + one update each (default: the preset's)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--steps", type=_count(0), default=None, help="environment steps per agent, one act + one update each (default: the preset's)")
+    p.add_argument("--seed", type=_count(0), default=1)
     p.add_argument("--out", required=True, help="directory for the CSVs, the HTML report and the runs")
     p.add_argument("--eta-large", type=float, default=None, help="also train a third agent with this eta")
     p.add_argument("--checkpoints", nargs="+", default=None, metavar="CKPT",
                    help="measure two or three trained agents (paths, run dirs or pretrained names) instead")
-    p.add_argument("--metric-episodes", type=int, default=None,
+    p.add_argument("--metric-episodes", type=_count(1), default=None,
                    help="noise-free episodes per evaluation for the metrics (default: eval_episodes; 10 with "
                         "--checkpoints)")
     p.add_argument("--tail", choices=["steady", "mask", "none"], default="steady",
@@ -59,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train an agent online")
     p.add_argument("--task", default="cartpole-swingup")
     p.add_argument("--preset", default="cpu")
-    p.add_argument("--steps", type=int, default=None, help="environment steps, one act + one update each (default: the preset's)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--steps", type=_count(0), default=None, help="environment steps, one act + one update each (default: the preset's)")
+    p.add_argument("--seed", type=_count(0), default=1)
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--out", required=True, help="run directory (config.json, metrics.csv, checkpoints, videos)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -69,28 +82,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a checkpoint; prints one JSON line")
     p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint or a pretrained name")
-    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--episodes", type=_count(1), default=10)
     p.add_argument("--video", default=None, help="write the first episode to this mp4")
     p.add_argument("--planner", choices=["diffusion", "mppi", "policy"], default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_count(0), default=0)
     p.add_argument("--device", default=None)
     _add_set(p)
 
     p = sub.add_parser("latents", help="collect latent paths of a checkpoint and project them (UMAP/PCA)")
     p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint or a pretrained name")
-    p.add_argument("--episodes", type=int, default=2)
+    p.add_argument("--episodes", type=_count(1), default=2)
     p.add_argument("--out", required=True)
     p.add_argument("--method", choices=["umap", "pca"], default="umap")
     p.add_argument("--dims", type=int, choices=[2, 3], default=2)
     p.add_argument("--frames", action="store_true", help="also store rendered frames (96x96)")
-    p.add_argument("--max-steps", type=int, default=None, help="cut episodes after this many agent steps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=_count(1), default=None, help="cut episodes after this many agent steps")
+    p.add_argument("--seed", type=_count(0), default=0)
     p.add_argument("--device", default=None)
 
     p = sub.add_parser("export", help="ship a trained run as a pretrained agent (mbdpo_lab/data/pretrained)")
     p.add_argument("--run", required=True, help="run directory written by `mbdpo-lab train`")
     p.add_argument("--name", required=True)
-    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--episodes", type=_count(1), default=10)
     p.add_argument("--replace", action="store_true", help="overwrite a shipped agent of the same name")
 
     _add_compare_anchor(sub)
@@ -101,9 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="cpu")
     p.add_argument("--device", default=None)
     p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="planner precision")
-    p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--obs-dim", type=int, default=24)
-    p.add_argument("--act-dim", type=int, default=6)
+    p.add_argument("--repeats", type=_count(1), default=10)
+    p.add_argument("--obs-dim", type=_count(1), default=24)
+    p.add_argument("--act-dim", type=_count(1), default=6)
     _add_set(p)
     return parser
 

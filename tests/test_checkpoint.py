@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mbdpo_lab.checkpoint import (CheckpointError, file_sha256, load_checkpoint, load_pretrained,
-                                  save_checkpoint)
+from mbdpo_lab.checkpoint import CheckpointError, file_sha256, load_checkpoint, load_pretrained, save_checkpoint
+from mbdpo_lab.config import ConfigError
 
 
 def _act(agent, seed):
@@ -84,10 +84,21 @@ def test_missing_file_and_foreign_file(tmp_path):
 
 def test_architecture_override_mismatch_is_refused(tiny_agent, tmp_path):
     path = save_checkpoint(tiny_agent, tmp_path / "f.safetensors")
-    with pytest.raises(CheckpointError, match="does not match"):
+    with pytest.raises(ConfigError, match="mlp_dim cannot be changed when loading"):
         load_checkpoint(path, overrides={"mlp_dim": 48})
+    with pytest.raises(ConfigError, match="task cannot be changed .* task=cartpole-swingup"):
+        load_checkpoint(path, overrides=["task=walker-walk"])
     # acting knobs can be changed when loading
     assert load_checkpoint(path, overrides=["eta=0"]).agent.cfg.eta == 0.0
+    with pytest.raises(CheckpointError, match="is a directory"):
+        load_checkpoint(tmp_path)
+
+
+def test_a_checkpoint_saved_for_cuda_loads_where_there_is_no_gpu(tiny_agent, tmp_path):
+    tiny_agent.cfg.device = "cuda"  # as if trained on a GPU machine
+    path = save_checkpoint(tiny_agent, tmp_path / "gpu.safetensors")
+    agent = load_checkpoint(path).agent
+    assert agent.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def test_pretrained_registry_checks_name_and_sha(tiny_agent, tmp_path):
