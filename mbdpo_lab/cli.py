@@ -151,6 +151,13 @@ def cmd_pretrained(args) -> None:
         print(f"{name}\t{entry['task']}\teta={entry['eta']}\treturn={entry['eval_return_mean']:.1f}")
 
 
+def _check_video(cfg) -> None:
+    if cfg.save_video:
+        from .rendering import check_video_output
+
+        check_video_output()  # now, not at the first evaluation
+
+
 def cmd_train(args) -> None:
     from tqdm import tqdm
 
@@ -168,8 +175,10 @@ def cmd_train(args) -> None:
         cfg = _config(args.preset, args.overrides, task=args.task, steps=args.steps, seed=args.seed,
                       device=args.device)
         resolve_task(cfg.task)
+        _check_video(cfg)
         trainer = Trainer(cfg, out)
     cfg = trainer.cfg
+    _check_video(cfg)
     bar = tqdm(total=cfg.steps, initial=trainer.env_step, unit="step", disable=args.no_progress,
                dynamic_ncols=True)
 
@@ -206,6 +215,10 @@ def cmd_eval(args) -> None:
     from .envs import MEASURE_SEED_OFFSET, make_env
     from .trainer import evaluate, seed_everything
 
+    if args.video:
+        from .rendering import check_video_output
+
+        check_video_output(args.video)
     ckpt = _load_agent(args.checkpoint, args.device, args.overrides)
     agent, cfg = ckpt.agent, ckpt.agent.cfg
     seed_everything(args.seed)

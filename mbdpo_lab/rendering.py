@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any
 
-from .errors import RenderingUnavailable
+from .errors import RenderingUnavailable, UsageError
 
 GL_PACKAGES = {
     "egl": "libegl1 libopengl0 libgl1-mesa-dri",
@@ -67,14 +67,31 @@ def check_rendering(height: int = 64, width: int = 64):
         raise RenderingUnavailable(f"{HINT}\n(MUJOCO_GL={backend}; underlying error: {exc})") from exc
 
 
-def write_video(path: str, frames, fps: int = 30) -> str:
-    """Write frames [T, H, W, 3] as an mp4 with mediapy (needs ffmpeg on PATH)."""
-    import shutil
+def check_video_output(path: str | None = None) -> None:
+    """Before any episode runs: ffmpeg is on PATH and ``path`` (an .mp4) can be written.
 
-    import mediapy
+    Found after the episodes, these problems would throw their work away."""
+    import shutil
+    from pathlib import Path
 
     if shutil.which("ffmpeg") is None:
-        raise RuntimeError("writing mp4 needs ffmpeg on PATH: sudo apt-get install -y ffmpeg")
+        raise RenderingUnavailable("writing mp4 needs ffmpeg on PATH: sudo apt-get install -y ffmpeg "
+                                   "(or turn videos off: no --video, or --set save_video=false)")
+    if path is None:
+        return
+    target = Path(path)
+    if target.suffix.lower() != ".mp4":
+        raise UsageError(f"--video {path}: the video is an mp4; name it something.mp4")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir() or not os.access(parent, os.W_OK) or target.is_dir():
+        raise UsageError(f"--video {path}: cannot write there (is {parent} an existing, writable folder?)")
+
+
+def write_video(path: str, frames, fps: int = 30) -> str:
+    """Write frames [T, H, W, 3] as an mp4 with mediapy (needs ffmpeg on PATH)."""
+    import mediapy
+
+    check_video_output()
     mediapy.write_video(path, frames, fps=fps)
     return path
 

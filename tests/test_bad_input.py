@@ -36,6 +36,8 @@ CASES = [
     (["export", "--run", "{tmp}", "--name", "x"], "no agent.safetensors"),
     (["anchor-table", "{tmp}"], "no anchor_metrics.csv"),
     (["config", "--preset", "cpuu"], "unknown preset"),
+    (["eval", "--checkpoint", "cartpole-swingup", "--video", "{tmp}/no/such/dir/v.mp4"], "cannot write there"),
+    (["eval", "--checkpoint", "cartpole-swingup", "--video", "{tmp}/v.gif"], "name it something.mp4"),
 ]
 
 
@@ -59,3 +61,12 @@ def test_bad_command_line_exits_2_with_one_line(args, phrase, tmp_path, capsys):
     assert "error" in last  # the line that says what is wrong is the last one
     assert _digest(SHIPPED) == shipped
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())  # nothing written for a refusal
+
+
+def test_missing_ffmpeg_is_found_before_any_episode_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no ffmpeg anywhere
+    assert main(["eval", "--checkpoint", "cartpole-swingup", "--video", str(tmp_path / "v.mp4")]) == 3
+    assert main(["train", "--preset", "tiny", "--out", str(tmp_path / "r"), "--set", "save_video=true"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("needs ffmpeg on PATH") == 2 and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
