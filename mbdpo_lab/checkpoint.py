@@ -178,7 +178,14 @@ def read_manifest(directory: Path = PRETRAINED_DIR) -> dict[str, dict[str, Any]]
     manifest = directory / "manifest.json"
     if not manifest.exists():
         return {}
-    return json.loads(manifest.read_text())["agents"]
+    try:
+        agents = json.loads(manifest.read_text())["agents"]
+        if not isinstance(agents, dict) or not all(isinstance(e, dict) for e in agents.values()):
+            raise TypeError("'agents' must map names to entries")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{manifest} is not a valid manifest ({exc}); restore it (git checkout, or "
+                              "reinstall)") from None
+    return agents
 
 
 def list_pretrained(directory: Path = PRETRAINED_DIR) -> list[str]:

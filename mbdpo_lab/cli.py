@@ -309,11 +309,31 @@ COMMANDS = {"tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrain
             "export": cmd_export, "compare-anchor": cmd_compare_anchor, "anchor-table": cmd_anchor_table}
 
 
+def _check_out_dir(path: str) -> None:
+    """An output folder must be a folder (or not exist yet) that can be written."""
+    import os
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {path} is a file; give a folder (it is created when missing)")
+    parent = next((p for p in [out, *out.parents] if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"--out {path}: {parent} is not writable; choose a folder you can write to")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; errors that are the user's to fix print one line (``MBDPO_DEBUG=1``: the traceback)."""
+    import os
+
     args = build_parser().parse_args(argv)
+    debug = os.environ.get("MBDPO_DEBUG", "") not in ("", "0")
     try:
+        if getattr(args, "out", None):
+            _check_out_dir(args.out)
         COMMANDS[args.command](args)
     except (UsageError, ConfigError, UnknownTaskError, CheckpointError) as exc:
+        if debug:
+            raise
         print(f"mbdpo-lab {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except (ObservationError, TrainingDiverged) as exc:  # the run's own fault, not the command line's
@@ -325,6 +345,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mbdpo-lab {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk, a vanished folder: the data written so far is intact
+        if debug:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"mbdpo-lab {args.command}: error: {exc.strerror or exc}{where}; fix that and run again "
+              "(MBDPO_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 4
     return 0
 
 

@@ -15,6 +15,7 @@ import math
 import random
 import threading
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -416,14 +417,18 @@ class Trainer:
         # Fresh initial states: the env seeded like the first segment would replay its start states.
         # (The evaluation env keeps its seed, so evaluations stay comparable across segments.)
         trainer = cls(cfg, out_dir, callbacks, agent=ckpt.agent, env_seed=cfg.seed + agent_step, controls=controls)
-        for leftover in (out_dir / "checkpoints").glob("*.tmp*"):  # half-written files of a killed save
-            leftover.unlink()
+        for leftover in [*(out_dir / "checkpoints").glob("*.tmp*"), *out_dir.glob("*.tmp")]:
+            leftover.unlink()  # half-written files of a killed save
         replay = replay_path(out_dir)
         if not replay.exists():
             raise CheckpointError(f"{replay} is missing, but the checkpoint at step {agent_step} needs it; "
                                   "the run cannot resume without its replay (start a new run)")
-        with np.load(replay, allow_pickle=False) as data:
-            trainer.buffer.load_state_dict({k: data[k] for k in data.files})
+        try:
+            with np.load(replay, allow_pickle=False) as data:
+                trainer.buffer.load_state_dict({k: data[k] for k in data.files})
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            raise CheckpointError(f"{replay} cannot be read ({exc}); the run cannot resume without its replay "
+                                  "(start a new run)") from None
         expected = ckpt.meta.get("replay_transitions")
         if expected is not None and len(trainer.buffer) != int(expected):
             raise CheckpointError(f"{replay.name} holds {len(trainer.buffer)} transitions, the checkpoint expects "

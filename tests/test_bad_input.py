@@ -38,6 +38,9 @@ CASES = [
     (["config", "--preset", "cpuu"], "unknown preset"),
     (["eval", "--checkpoint", "cartpole-swingup", "--video", "{tmp}/no/such/dir/v.mp4"], "cannot write there"),
     (["eval", "--checkpoint", "cartpole-swingup", "--video", "{tmp}/v.gif"], "name it something.mp4"),
+    (["train", "--preset", "tiny", "--out", "{file}"], "is a file"),
+    (["latents", "--checkpoint", "cartpole-swingup", "--out", "{file}"], "is a file"),
+    (["train", "--out", "{tmp}", "--resume"], "nothing to resume"),
 ]
 
 
@@ -70,3 +73,23 @@ def test_missing_ffmpeg_is_found_before_any_episode_runs(tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert err.count("needs ffmpeg on PATH") == 2 and "Traceback" not in err
     assert not (tmp_path / "r").exists()
+
+
+def test_broken_manifest_and_replay_are_reported_not_raised(tmp_path):
+    import json
+
+    from mbdpo_lab.checkpoint import CheckpointError, read_manifest
+    from mbdpo_lab.config import make_config
+    from mbdpo_lab.trainer import Trainer, replay_path
+
+    (tmp_path / "manifest.json").write_text("{ not json")
+    with pytest.raises(CheckpointError, match="not a valid manifest"):
+        read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"agents": ["a list"]}))
+    with pytest.raises(CheckpointError, match="not a valid manifest"):
+        read_manifest(tmp_path)
+    cfg = make_config("tiny", task="pendulum-swingup", steps=40, episode_length=20, seed_steps=20, eval_every=0,
+                      device="cpu")
+    Trainer(cfg, out_dir=tmp_path / "run").run()
+    replay_path(tmp_path / "run").write_bytes(b"PK not a zip")
+    assert main(["train", "--out", str(tmp_path / "run"), "--resume", "--steps", "60"]) == 2
