@@ -98,7 +98,16 @@ class MBDPO:
 
     @torch.no_grad()
     def encode(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
-        return self.wm.encode(torch.as_tensor(self.check_observation(obs), device=self.device).reshape(1, -1))[0]
+        arr = self.check_observation(obs)
+        z = self.wm.encode(torch.as_tensor(arr, device=self.device).reshape(1, -1))[0]
+        if not bool(torch.isfinite(z).all()):
+            if not all(bool(torch.isfinite(p).all()) for p in self.wm.encoder.parameters()):
+                raise TrainingDiverged("the encoder's weights are not finite (a diverged run?); load an earlier "
+                                       "checkpoint")
+            i = int(np.abs(arr).argmax())
+            raise ObservationError(f"observation too large to encode: entry [{i}] = {arr[i]:.3g} overflows the "
+                                   "encoder; check the environment (a simulation that blew up?)")
+        return z
 
     def check_observation(self, obs: np.ndarray | torch.Tensor) -> np.ndarray:
         """The observation as float32 [obs_dim]; a wrong size or a non-finite entry is refused here, at the

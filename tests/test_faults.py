@@ -27,6 +27,13 @@ def test_a_non_finite_observation_is_refused_and_the_warm_start_is_kept(tiny_age
     assert np.all(np.isfinite(tiny_agent.act(obs, eval_mode=True)))
 
 
+def test_a_finite_but_overflowing_observation_is_named(tiny_agent):
+    obs = np.zeros(5, np.float32)
+    obs[2] = 3e38
+    with pytest.raises(ObservationError, match=r"too large to encode: entry \[2\]"):
+        tiny_agent.act(obs, t0=True, eval_mode=True)
+
+
 def test_a_wrongly_sized_observation_and_an_unknown_planner_are_refused(tiny_agent):
     with pytest.raises(ObservationError, match="has 4 entries .* takes 5"):
         tiny_agent.act(np.zeros(4, np.float32), t0=True)
@@ -65,7 +72,7 @@ def test_a_diverging_update_stops_the_run_and_keeps_the_last_good_checkpoint(tmp
 def test_weights_that_are_not_finite_never_plan(tiny_agent):
     with torch.no_grad():
         next(tiny_agent.wm.parameters()).fill_(float("nan"))
-    with pytest.raises(TrainingDiverged, match="non-finite plan"):
+    with pytest.raises(TrainingDiverged, match="weights are not finite"):
         tiny_agent.act(np.zeros(5, np.float32), t0=True)
     assert tiny_agent.prev_plan is None
 
