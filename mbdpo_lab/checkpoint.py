@@ -159,7 +159,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device | None = None,
                               f"with {', '.join(f'{k}={before[k]}' for k in changed)}); train a new agent instead")
         validate(cfg)
     if device is not None:
+        from .config import validate
+
         cfg.device = str(device)
+        validate(cfg)
     elif cfg.device.startswith("cuda") and not torch.cuda.is_available():
         cfg.device = "cpu"  # saved on a GPU machine, loaded on one without: the weights load on the CPU
     agent = MBDPO(cfg, int(meta["obs_dim"]), int(meta["act_dim"]))

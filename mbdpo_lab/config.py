@@ -9,6 +9,7 @@ import dataclasses
 import difflib
 import json
 import math
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping
 
@@ -369,6 +370,8 @@ def validate(cfg: Config) -> None:
         value = getattr(cfg, f.name)
         need(not isinstance(value, float) or math.isfinite(value), f"{f.name} must be a finite number, got {value}")
     need(cfg.seed >= 0, f"seed must be >= 0, got {cfg.seed}")
+    need(re.fullmatch(r"auto|cpu|mps|(cuda|xpu)(:\d+)?", cfg.device) is not None,
+         f"device must be auto, cpu, cuda, cuda:N (or mps, xpu), got {cfg.device!r}")
     # planner sizes: at least one sampled candidate per level besides the policy-prior ones
     need(cfg.num_samples >= 1, f"num_samples must be >= 1, got {cfg.num_samples}")
     need(cfg.num_levels >= 2, f"num_levels must be >= 2 (levels N-1..1 are run), got {cfg.num_levels}")

@@ -41,6 +41,8 @@ CASES = [
     (["train", "--preset", "tiny", "--out", "{file}"], "is a file"),
     (["latents", "--checkpoint", "cartpole-swingup", "--out", "{file}"], "is a file"),
     (["train", "--out", "{tmp}", "--resume"], "nothing to resume"),
+    (["eval", "--checkpoint", "cartpole-swingup", "--device", "banana"], "device must be auto, cpu, cuda"),
+    (["train", "--out", "{tmp}/r", "--set", "device=cuda:99"], "cuda:99"),
 ]
 
 
