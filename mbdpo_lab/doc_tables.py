@@ -62,12 +62,27 @@ def training_table(data_dir: Path, directory: Path = PRETRAINED_DIR,
     return "\n".join(rows)
 
 
+def bench_table(data_dir: Path) -> str:
+    """Planner and update cost against this machine's matmul ceiling, from `mbdpo-lab bench` rows."""
+    with open(data_dir / "bench.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out = ["| preset, planner dtype | planner ms / GFLOP/s / fraction | update ms / GFLOP/s / fraction | "
+           "matmul ceiling fp32 / bf16 GFLOP/s | processor, threads |", "|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['preset']}, {r['dtype']} | {r['planner_ms_per_action']} / {r['planner_gflops_per_s']} / "
+                   f"{r['planner_fraction_of_peak']} | {r['update_ms']} / {r['update_gflops_per_s']} / "
+                   f"{r['update_fraction_of_peak']} | {r['matmul_peak_fp32_gflops_per_s']} / "
+                   f"{r['matmul_peak_bf16_gflops_per_s']} | {r['cpu']}, {r['threads']} |")
+    return "\n".join(out)
+
+
 DOCS_DATA = Path(__file__).resolve().parent.parent / "docs" / "data"
 
 # (markdown file relative to the repository root, block name) -> what generates the block
 GENERATED: dict[tuple[str, str], Callable[[], str]] = {
     ("README.md", "agents"): agents_table,
     ("docs/results.md", "training"): lambda: training_table(DOCS_DATA),
+    ("docs/performance.md", "bench"): lambda: bench_table(DOCS_DATA),
 }
 
 
