@@ -18,10 +18,11 @@ import torch.nn.functional as F
 
 from .config import Config
 from .errors import ConfigError, ObservationError, TrainingDiverged
-from .planner import DiffusionPlanner, MPPIPlanner, PlanResult, PolicyActor, WorldModelReturn, shift_warm_start
+from .planner import (DiffusionPlanner, MPPIPlanner, PlanResult, PolicyActor, ScoreOnlyPlanner, WorldModelReturn,
+                      shift_warm_start)
 from .world_model import WorldModel
 
-PLANNERS = ("diffusion", "mppi", "policy")
+PLANNERS = ("diffusion", "mppi", "policy", "score")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -84,6 +85,7 @@ class MBDPO:
         self.q_scale = RunningScale(cfg.tau, self.device)
         self.diffusion = DiffusionPlanner.from_config(cfg)
         self.mppi = MPPIPlanner.from_config(cfg)
+        self.score_only = ScoreOnlyPlanner.from_config(cfg)
         self.policy_actor = PolicyActor(self.wm)
         self.prev_plan: torch.Tensor | None = None
         self.last_plan_ms = 0.0
@@ -97,7 +99,8 @@ class MBDPO:
     def return_model(self, z0: torch.Tensor, eta: float | None = None,
                      generator: torch.Generator | None = None) -> WorldModelReturn:
         return WorldModelReturn(self.wm, z0, self.cfg.eta if eta is None else eta, self.gamma,
-                                generator=generator, bf16=self.cfg.planner_bf16)
+                                generator=generator, bf16=self.cfg.planner_bf16,
+                                redraw_heads=self.cfg.variant == "release")
 
     @torch.no_grad()
     def encode(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -143,7 +146,9 @@ class MBDPO:
             action = self.policy_actor.act(z0, eval_mode=True, generator=generator)
             result = PlanResult(plan=warm, action=action)
         else:
-            search = planner_obj or (self.diffusion if kind == "diffusion" else self.mppi)
+            if kind == "score" and self.wm.score_net is None:
+                raise ConfigError("planner=score needs a score network; this agent has none (use_score_net=false)")
+            search = planner_obj or {"diffusion": self.diffusion, "mppi": self.mppi, "score": self.score_only}[kind]
             result = search.plan(self.return_model(z0, eta, generator), warm, generator, trace=trace)
         if not bool(torch.isfinite(result.plan).all() and torch.isfinite(result.action).all()):
             raise TrainingDiverged("the planner produced a non-finite plan from a finite observation: the "
@@ -222,6 +227,38 @@ class MBDPO:
         loss = per_pair.mean() if weights is None else (per_pair * weights).sum() / weights.sum()
         return EnergyLossOut(loss, pos.detach(), neg.detach(), cands[hardest, rows])
 
+    def energy_loss_release(self, z: torch.Tensor, a: torch.Tensor) -> EnergyLossOut:
+        """L_F as the release computes it (`_contrastive_loss`), with one correction: row i pairs z_i with
+        its own action a_i (the release pairs time-major latents with batch-major actions).
+
+        Candidates at z_i: a policy-prior sample a_pi, clip(a_pi + 0.5 N(0, I)) and a uniform action;
+        the one with the highest current F is the negative. Loss 0.5 (BCE(F+, 1) + BCE(F-, 0)),
+        unweighted over t.
+        """
+        wm, cfg = self.wm, self.cfg
+        z = z.detach()
+        rows = torch.arange(a.shape[0], device=a.device)
+        with torch.no_grad():
+            pi_a = wm.pi(z).action
+            noisy = (pi_a + cfg.energy_noise_std * torch.randn_like(pi_a)).clamp(-1, 1)
+            uniform = (2.0 * torch.rand_like(pi_a) - 1.0).clamp(-1, 1)
+            cands = torch.stack([pi_a, noisy, uniform], 1)  # [M, 3, A]
+            cand_logits = wm.energy_logit(z.unsqueeze(1).expand(-1, 3, -1).flatten(0, 1),
+                                          cands.flatten(0, 1)).view(-1, 3)
+            negatives = cands[rows, cand_logits.argmax(1)]
+        pos = wm.energy_logit(z, a).squeeze(-1)
+        neg = wm.energy_logit(z, negatives).squeeze(-1)
+        loss = 0.5 * (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
+                      + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg)))
+        return EnergyLossOut(loss, pos.detach(), neg.detach(), negatives)
+
+    @torch.no_grad()
+    def _update_energy_stats_release(self, logits: torch.Tensor) -> None:
+        """The release's statistics: positives and negatives together, biased std, floor 1e-6."""
+        m = self.cfg.energy_stat_momentum
+        self.wm.energy_mean.mul_(m).add_(logits.mean() * (1 - m))
+        self.wm.energy_std.mul_(m).add_(logits.std(unbiased=False).clamp(min=1e-6) * (1 - m))
+
     @torch.no_grad()
     def _update_energy_stats(self, pos_logits: torch.Tensor) -> None:
         m = self.cfg.energy_stat_momentum
@@ -241,11 +278,14 @@ class MBDPO:
         rho = cfg.rho ** torch.arange(H, device=self.device, dtype=torch.float32)
         wm.train()
 
+        release = cfg.variant == "release"
         with torch.no_grad():
             next_z = wm.encode(obs[1:])  # [H, B, L] stop-gradient targets h(o_{t+1})
             next_a = wm.pi(next_z).action
-            td_target = reward.unsqueeze(-1) + self.gamma * wm.q(next_z.flatten(0, 1), next_a.flatten(0, 1),
-                                                                  "min", target=True).view(H, -1, 1)
+            # the release: min of the *first two* target heads; lab: of two drawn at random
+            td_target = reward.unsqueeze(-1) + self.gamma * wm.q(
+                next_z.flatten(0, 1), next_a.flatten(0, 1), "min", target=True,
+                heads=[0, 1] if release else None).view(H, -1, 1)
 
         z = wm.encode(obs[0])
         zs = [z]
@@ -266,12 +306,12 @@ class MBDPO:
         value_loss = (value_ce * w_flat).sum() / action.shape[1] / H / cfg.num_q
         consistency = consistency / H
 
-        energy = self.energy_loss(flat_z, flat_a, w_flat)
+        energy = self.energy_loss_release(flat_z, flat_a) if release else self.energy_loss(flat_z, flat_a, w_flat)
         total = (cfg.consistency_coef * consistency + cfg.reward_coef * reward_loss
                  + cfg.value_coef * value_loss + cfg.energy_coef * energy.loss)
         score_loss = torch.zeros((), device=self.device)
         if wm.score_net is not None and cfg.score_coef > 0:
-            score_loss = self.score_matching_loss(zs_t[0].detach(), action.transpose(0, 1))
+            score_loss = self.score_loss(zs_t[0, :1])
             total = total + cfg.score_coef * score_loss
 
         self.optim.zero_grad(set_to_none=True)
@@ -279,7 +319,10 @@ class MBDPO:
         grad_norm = torch.nn.utils.clip_grad_norm_(
             [p for g in self.optim.param_groups for p in g["params"]], cfg.grad_clip_norm)
         self.optim.step()
-        self._update_energy_stats(energy.pos_logits)
+        if release:
+            self._update_energy_stats_release(torch.cat([energy.pos_logits, energy.neg_logits]))
+        else:
+            self._update_energy_stats(energy.pos_logits)
 
         pi_loss, entropy = self.update_policy(zs_t.detach())
         wm.soft_update_target(cfg.tau)
@@ -307,7 +350,8 @@ class MBDPO:
         finally:
             wm.q_heads.requires_grad_(True)
         self.q_scale.update(q[0])
-        entropy = -sample.log_prob.view(T, -1)
+        # the release uses TD-MPC2's scaled entropy (|A| x the pre-tanh Gaussian's); lab the tanh-corrected one
+        entropy = (sample.scaled_entropy if self.cfg.variant == "release" else -sample.log_prob).view(T, -1)
         rho = cfg.rho ** torch.arange(T, device=self.device, dtype=torch.float32)
         objective = q / self.q_scale.value + cfg.entropy_coef * entropy
         loss = -(objective.mean(1) * rho).mean()
@@ -317,16 +361,28 @@ class MBDPO:
         self.pi_optim.step()
         return loss.detach(), entropy.mean().detach()
 
-    def score_matching_loss(self, z0: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
-        """Denoising score matching for the optional score net: predict -eps / sqrt(1 - abar)."""
-        abar_all = torch.as_tensor(self.diffusion.alpha_bar, device=self.device, dtype=torch.float32)
-        level = torch.randint(1, self.cfg.num_levels, (seq.shape[0],), device=self.device)
-        abar = abar_all[level].view(-1, 1, 1)
-        eps = torch.randn_like(seq)
-        x = abar.sqrt() * seq + (1 - abar).sqrt() * eps
-        target = -eps / (1 - abar).sqrt()
-        pred = self.wm.score_net(z0, x, level.unsqueeze(-1))
-        return F.mse_loss(pred * (1 - abar).sqrt(), target * (1 - abar).sqrt())
+    @torch.no_grad()
+    def score_target(self, z0: torch.Tensor) -> tuple[torch.Tensor, int, torch.Tensor]:
+        """The release's Monte-Carlo score target at one latent z0 [1, L]: a random level tau and a noisy
+        sequence x ~ N(0, I); ``score_samples`` candidates around x / sqrt(abar) scored by the
+        energy-shaped model return, softmax-weighted (all of them, standardised returns / temperature)
+        into Abar; target (sqrt(abar) Abar - x) / (1 - abar). Returns (x [H, A], tau, target [H, A])."""
+        cfg, sched = self.cfg, self.diffusion
+        tau = int(torch.randint(1, cfg.num_levels, (1,)))
+        abar = float(sched.alpha_bar[tau])
+        x = torch.randn(cfg.horizon, self.act_dim, device=self.device)
+        eps = torch.randn(cfg.score_samples, cfg.horizon, self.act_dim, device=self.device)
+        cands = (x / math.sqrt(abar) + math.sqrt((1 - abar) / abar) * eps).clamp(-1, 1)
+        values = self.return_model(z0).evaluate(cands).total.nan_to_num(0.0)
+        weights = torch.softmax((values - values.mean()) / (values.std() + 1e-6) / max(cfg.temperature, 1e-6), 0)
+        mean = torch.einsum("n,nha->ha", weights, cands)
+        return x, tau, (-x + math.sqrt(abar) * mean) / (1.0 - abar + 1e-8)
+
+    def score_loss(self, z0: torch.Tensor) -> torch.Tensor:
+        """MSE of the score network against `score_target` at z0 [1, L] (one latent per update, as the
+        release; the gradient reaches the encoder through z0, as there)."""
+        x, tau, target = self.score_target(z0)
+        return F.mse_loss(self.wm.score_net(z0, x.unsqueeze(0), tau)[0], target)
 
     # --- state for checkpoints ---------------------------------------------------------------
     def tensors(self, include_optimizer: bool = False, acting_only: bool = False) -> dict[str, torch.Tensor]:

@@ -2,6 +2,11 @@
 
 Storage is flat: row r holds an observation, and the action and reward of the transition from row r
 to row r+1. A row is a valid start when the H rows after it belong to the same episode.
+
+``release=True`` follows the authors' replay: an episode is sampled only once it is complete
+(`end_episode`), and when the buffer is full the oldest episodes make room (FIFO). The release
+overwrites row by row, so a partly overwritten episode stays sampleable there; here the whole oldest
+episode goes at once. Without it, every step is kept and a full buffer is an error.
 """
 from __future__ import annotations
 
@@ -10,8 +15,10 @@ import numpy as np
 
 class ReplayBuffer:
     def __init__(self, obs_dim: int, act_dim: int, capacity: int, horizon: int, seed: int = 0,
-                 initial_rows: int | None = None):
+                 initial_rows: int | None = None, release: bool = False):
         """``capacity`` counts transitions; storage starts at ``initial_rows`` and grows up to it."""
+        self.release = release
+        self._pending: list[int] = []  # release: starts of the episode in progress
         self.obs_dim, self.act_dim, self.horizon = obs_dim, act_dim, horizon
         self.capacity = int(capacity)
         rows = self.capacity + 1 if initial_rows is None else max(2, int(initial_rows))
@@ -47,7 +54,9 @@ class ReplayBuffer:
         if self._row < 0:
             raise RuntimeError("call start_episode(obs) before add()")
         if self.num_transitions >= self.capacity:
-            raise MemoryError(f"replay buffer full ({self.capacity} transitions); raise buffer_size")
+            if not (self.release and self._episode_start > 0):
+                raise MemoryError(f"replay buffer full ({self.capacity} transitions); raise buffer_size")
+            self._evict_oldest_episode()
         self._reserve_row()
         r = self._row
         self.action[r], self.reward[r] = action, reward
@@ -57,7 +66,25 @@ class ReplayBuffer:
         self.num_transitions += 1
         start = self._row - self.horizon
         if start >= self._episode_start:
-            self._starts.append(start)
+            (self._pending if self.release else self._starts).append(start)
+
+    def end_episode(self) -> None:
+        """The episode in progress is complete: with ``release``, it becomes sampleable now."""
+        self._starts.extend(self._pending)
+        self._pending = []
+
+    def _evict_oldest_episode(self) -> None:
+        """Drop the first stored episode, shifting the rest to the front (release FIFO)."""
+        n = int(np.argmax(self.episode[: self._row + 1] != self.episode[0]))  # rows of the oldest episode
+        keep = slice(n, self._row + 1)
+        for name in ("obs", "action", "reward", "episode"):
+            arr = getattr(self, name)
+            arr[: self._row + 1 - n] = arr[keep].copy()
+        self._row -= n
+        self._episode_start -= n
+        self.num_transitions -= n - 1
+        self._starts = [s - n for s in self._starts if s >= n]
+        self._pending = [s - n for s in self._pending]
 
     def _reserve_row(self) -> None:
         """Make room for one more row (each episode's first observation takes a row of its own)."""
@@ -90,6 +117,7 @@ class ReplayBuffer:
         n = self._row + 1
         return dict(obs=self.obs[:n], action=self.action[:n], reward=self.reward[:n],
                     episode=self.episode[:n], starts=np.asarray(self._starts, np.int64),
+                    pending=np.asarray(self._pending, np.int64),
                     scalars=np.array([self._row, self._episode_start, self.num_episodes,
                                       self.num_transitions], np.int64))
 
@@ -103,5 +131,6 @@ class ReplayBuffer:
         self.obs[:n], self.action[:n] = state["obs"], state["action"]
         self.reward[:n], self.episode[:n] = state["reward"], state["episode"]
         self._starts = state["starts"].tolist()
+        self._pending = state["pending"].tolist() if "pending" in state else []
         self._row, self._episode_start, self.num_episodes, self.num_transitions = (
             int(v) for v in state["scalars"])

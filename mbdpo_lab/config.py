@@ -46,6 +46,10 @@ class Config:
     """Agent steps per episode (1000 simulator steps / action_repeat)."""
     device: str = "auto"
     """``auto`` picks CUDA when available, else CPU; or any torch device string."""
+    variant: str = "lab"
+    """``release``: the authors' MBDPO exactly (architecture, init, losses, planner, replay, seed phase);
+    ``lab``: this project's earlier reading of it, kept for comparison. docs/algorithm.md lists every
+    difference and what it measured to do."""
 
     # --- model size ---------------------------------------------------------------------
     model_size: int = 5
@@ -75,7 +79,13 @@ class Config:
     log_std_max: float = 2.0
     """Policy prior's highest log standard deviation."""
     use_score_net: bool = False
-    """Build the optional score network s(z, x_tau, tau); it is trained only when score_coef > 0."""
+    """Build the score network s(z, x_tau, tau), trained (score_coef > 0) on the release's Monte-Carlo
+    score targets; it can then guide the diffusion planner (score_guided) or act alone (planner=score)."""
+    score_samples: int = 64
+    """Candidate sequences of one Monte-Carlo score target (the release's diffusion_num_samples_mf)."""
+    score_guided: bool = False
+    """The diffusion planner moves x with the score network's output instead of the Monte-Carlo score
+    (candidates are still drawn and scored, as in the release, so the trace shows both)."""
     tau_embed_dim: int = 64
     """Width of the sinusoidal noise-level embedding of the score network."""
 
@@ -111,20 +121,22 @@ class Config:
     seed_steps: int = -1
     """Uniform random steps before learning; -1 means max(1000, 5 x episode_length)."""
     buffer_size: int = 1_000_000
-    """Replay capacity in steps; the replay keeps every step (no eviction), so steps may not exceed it."""
+    """Replay capacity in steps. ``release``: the oldest episodes are dropped when it is full;
+    ``lab``: no eviction, so steps may not exceed it."""
     energy_noise_std: float = 0.5
     """Std of the Gaussian perturbation that makes one of the three negative candidates."""
     energy_stat_momentum: float = 0.99
     """Momentum of the running mean/std of energy logits used to standardise F."""
     energy_negatives: str = "smooth"
-    """How the three negative candidates enter L_F: ``smooth`` (softplus of the log-mean-exp of their
+    """Variant ``lab`` only (``release`` always trains on the hardest). How the three negative candidates enter L_F: ``smooth`` (softplus of the log-mean-exp of their
     F: the gradient goes to the hardest once F separates them, but F keeps learning while data and
     candidates look alike) or ``hardest`` (the one with the highest F, the authors' rule; it can leave F flat for tens of thousands
     of steps, see `MBDPO.energy_loss`). Configs saved before this option existed load as ``hardest``."""
 
     # --- planner ------------------------------------------------------------------------
     planner: str = "diffusion"
-    """Actor: ``diffusion`` (MBDPO), ``mppi`` (TD-MPC2-style) or ``policy`` (prior only)."""
+    """Actor: ``diffusion`` (MBDPO), ``mppi`` (TD-MPC2-style), ``policy`` (prior only) or ``score`` (the
+    score network alone: one network call per level, no candidate rollouts; needs use_score_net)."""
     num_samples: int = 512
     """Candidate action sequences per denoising level."""
     num_levels: int = 20
@@ -198,6 +210,7 @@ class Config:
         cfg = cls()
         data = dict(data)
         data.setdefault("energy_negatives", "hardest")  # the only rule before the option existed
+        data.setdefault("variant", "lab")  # every run before the release variant existed
         apply_overrides(cfg, data, _set_size=False)
         validate(cfg)
         return cfg
@@ -383,8 +396,13 @@ def validate(cfg: Config) -> None:
     need(cfg.temperature > 0, f"temperature must be > 0, got {cfg.temperature}")
     need(0 < cfg.beta_start < cfg.beta_end < 1,
          f"need 0 < beta_start < beta_end < 1, got beta_start={cfg.beta_start}, beta_end={cfg.beta_end}")
-    need(cfg.planner in ("diffusion", "mppi", "policy"),
-         f"planner must be diffusion, mppi or policy, got {cfg.planner!r}")
+    need(cfg.variant in ("release", "lab"), f"variant must be release or lab, got {cfg.variant!r}")
+    need(cfg.planner in ("diffusion", "mppi", "policy", "score"),
+         f"planner must be diffusion, mppi, policy or score, got {cfg.planner!r}")
+    need(cfg.use_score_net or not (cfg.planner == "score" or cfg.score_guided),
+         "planner=score and score_guided=true act with the score network, which is not built; "
+         "add --set use_score_net=true (and score_coef=1 to train it)")
+    need(cfg.score_samples >= 2, f"score_samples must be >= 2 (their returns are standardised), got {cfg.score_samples}")
     need(cfg.mppi_iterations >= 1, f"mppi_iterations must be >= 1, got {cfg.mppi_iterations}")
     need(0 < cfg.mppi_min_std <= cfg.mppi_max_std,
          f"need 0 < mppi_min_std <= mppi_max_std, got {cfg.mppi_min_std} and {cfg.mppi_max_std}")
@@ -421,9 +439,15 @@ def validate(cfg: Config) -> None:
     need(cfg.seed_steps == -1 or cfg.seed_steps >= cfg.horizon,
          f"seed_steps must be >= horizon ({cfg.horizon}: the first update needs one sub-trajectory), or -1 for "
          f"max(1000, 5 x episode_length), got {cfg.seed_steps}")
-    need(cfg.steps <= cfg.buffer_size,
+    need(cfg.variant == "lab" or cfg.buffer_size >= cfg.episode_length, f"buffer_size ({cfg.buffer_size}) must hold one episode "
+         f"({cfg.episode_length} steps)")
+    need(cfg.variant == "release" or cfg.steps <= cfg.buffer_size,
          f"steps={cfg.steps} exceeds buffer_size={cfg.buffer_size}: the replay keeps every step and never "
-         "drops old ones; raise buffer_size (about obs_dim x 4 bytes per step) or train fewer steps")
+         "drops old ones (variant=lab); raise buffer_size (about obs_dim x 4 bytes per step), train fewer steps, "
+         "or use variant=release (drops the oldest episodes)")
+    need(cfg.variant == "lab" or cfg.num_seed_steps >= cfg.episode_length,
+         f"variant=release samples completed episodes only, so the seed phase ({cfg.num_seed_steps} steps) must "
+         f"cover one episode ({cfg.episode_length} steps); raise seed_steps")
     need(cfg.energy_negatives in ("hardest", "smooth"),
          f"energy_negatives must be hardest or smooth, got {cfg.energy_negatives!r}")
     # the run

@@ -95,16 +95,45 @@ class NormedLinear(nn.Sequential):
 
 
 def mlp(in_dim: int, hidden: list[int], out_dim: int, out_act: nn.Module | None = None,
-        dropout: float = 0.0) -> nn.Sequential:
-    """MLP of NormedLinear blocks; dropout only on the first block (as in TD-MPC2)."""
+        dropout: float = 0.0, out_norm: bool = False) -> nn.Sequential:
+    """MLP of NormedLinear blocks; dropout only on the first block (as in TD-MPC2).
+
+    ``out_norm`` puts a LayerNorm between the last Linear and ``out_act``: TD-MPC2 (and the MBDPO
+    release) build the encoder's and the dynamics' SimNorm outputs that way.
+    """
     layers: list[nn.Module] = []
     dims = [in_dim] + list(hidden)
     for i in range(len(hidden)):
         layers.append(NormedLinear(dims[i], dims[i + 1], dropout if i == 0 else 0.0))
     layers.append(nn.Linear(dims[-1], out_dim))
+    if out_norm:
+        layers.append(nn.LayerNorm(out_dim))
     if out_act is not None:
         layers.append(out_act)
     return nn.Sequential(*layers)
+
+
+def release_init(module: nn.Module) -> None:
+    """The MBDPO release's initialisation (TD-MPC2's): every ``nn.Linear`` weight from a normal of std
+    0.02 truncated at +-2 (torch's absolute default), its bias zero; LayerNorms keep (1, 0).
+
+    The release's Q ensemble is not reached by it (its stacked parameters are no ``nn.Linear``), so
+    the Q heads keep PyTorch's default uniform init, biases included: `EnsembleLinear`'s own init
+    draws the same way, and this function leaves it alone on purpose.
+    """
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    m.bias.zero_()
+
+
+def zero_last_weight(module: nn.Module) -> None:
+    """Zero only the final layer's weight (the release: its bias keeps its init)."""
+    last = [m for m in module.modules() if isinstance(m, (nn.Linear, EnsembleLinear))][-1]
+    with torch.no_grad():
+        last.weight.zero_()
 
 
 def zero_last_layer(module: nn.Module) -> None:

@@ -57,19 +57,35 @@ class WorldModelReturn:
 
     J(A) = sum_t gamma^t [r(z_t, a_t) + eta * clip(standardised F(z_t, a_t))] + gamma^H Q_avg(z_H, pi(z_H)).
 
-    The two Q heads of Q_avg are drawn once per decision, so every level scores with the same
-    function and the policy-prior candidates (drawn once) need scoring only once.
+    ``redraw_heads=False`` (variant lab): the two Q heads of Q_avg are drawn once per decision, so
+    every level scores with the same function and the policy-prior candidates (drawn once) need
+    scoring only once. ``True`` (the release): two heads are drawn at every `evaluate`.
     """
 
     def __init__(self, wm: WorldModel, z0: torch.Tensor, eta: float, gamma: float,
-                 generator: torch.Generator | None = None, bf16: bool = False):
+                 generator: torch.Generator | None = None, bf16: bool = False, redraw_heads: bool = False):
         self.wm, self.z0, self.eta, self.gamma = wm, z0.reshape(1, -1), float(eta), float(gamma)
         self.horizon, self.action_dim = wm.cfg.horizon, wm.act_dim
         self.generator = generator
-        self.heads = wm.draw_q_heads(generator)
+        self.redraw_heads = redraw_heads
         self.bf16 = bf16
         # the weights stay fixed while this decision is planned: stack them once
-        self.step_heads, self.q_pair = FusedStepHeads(wm), FusedQPair(wm, self.heads)
+        self.step_heads = FusedStepHeads(wm)
+        self._q_pairs: dict[tuple[int, ...], FusedQPair] = {}
+        self.heads = wm.draw_q_heads(generator)
+
+    @property
+    def heads(self) -> list[int]:
+        """The two Q heads of the terminal value."""
+        return self._heads
+
+    @heads.setter
+    def heads(self, heads: list[int]) -> None:
+        self._heads = list(heads)
+        key = tuple(self._heads)
+        if key not in self._q_pairs:
+            self._q_pairs[key] = FusedQPair(self.wm, self._heads)
+        self.q_pair = self._q_pairs[key]
 
     def _autocast(self):
         if not self.bf16:
@@ -97,11 +113,20 @@ class WorldModelReturn:
                     terminal_value=terminal)
 
     def evaluate(self, actions: torch.Tensor) -> Evaluation:
+        if self.redraw_heads:
+            self.heads = self.wm.draw_q_heads(self.generator)
         out = self.rollout(actions)
         disc = self.gamma ** torch.arange(self.horizon, device=actions.device, dtype=torch.float32)
         model_return = out["rewards"] @ disc + self.gamma ** self.horizon * out["terminal_value"]
         energy = out["energies"] @ disc
         return Evaluation(total=model_return + self.eta * energy, model_return=model_return, energy=energy)
+
+    @torch.no_grad()
+    def learned_score(self, x: torch.Tensor, tau: int) -> torch.Tensor:
+        """The score network's estimate s(z0, x, tau) [H, A] (planner=score, score_guided)."""
+        if self.wm.score_net is None:
+            raise ValueError("this model has no score network (use_score_net=false)")
+        return self.wm.score_net(self.z0, x.unsqueeze(0), tau)[0]
 
     @torch.no_grad()
     def prior_candidates(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor | None:
@@ -194,13 +219,21 @@ class StepResult:
 
 
 class DiffusionPlanner:
-    """Reverse diffusion over A in [-1, 1]^(H x A) with a Monte-Carlo score from model returns."""
+    """Reverse diffusion over A in [-1, 1]^(H x A) with a Monte-Carlo score from model returns.
+
+    ``release=True`` follows the authors' code where it differs from the lab variant: every level
+    draws a full set of candidates and overwrites the first ``num_pi_trajs`` with fresh policy-prior
+    rollouts, scores them in one call (so the Q heads are redrawn per level), replaces NaN returns by
+    0, and standardises with the unbiased std, falling back to 1 when it is below 1e-4.
+    ``score_guided=True`` moves x with the model's learned score instead of the Monte-Carlo one.
+    """
 
     def __init__(self, num_samples: int = 512, num_levels: int = 20, num_elites: int = 64,
                  num_pi_trajs: int = 24, temperature: float = 0.5, beta_start: float = 1e-4,
-                 beta_end: float = 1e-2):
+                 beta_end: float = 1e-2, release: bool = False, score_guided: bool = False):
         self.num_samples, self.num_levels, self.num_elites = num_samples, num_levels, num_elites
         self.num_pi_trajs, self.temperature = num_pi_trajs, temperature
+        self.release, self.score_guided = release, score_guided
         betas = np.linspace(beta_start, beta_end, num_levels)
         self.alpha = 1.0 - betas
         self.alpha_bar = np.cumprod(self.alpha)
@@ -208,37 +241,57 @@ class DiffusionPlanner:
     @classmethod
     def from_config(cls, cfg: Config) -> "DiffusionPlanner":
         return cls(cfg.num_samples, cfg.num_levels, cfg.num_elites, cfg.num_pi_trajs, cfg.temperature,
-                   cfg.beta_start, cfg.beta_end)
+                   cfg.beta_start, cfg.beta_end, release=cfg.variant == "release", score_guided=cfg.score_guided)
 
     def spread(self, tau: int) -> float:
         """Std of candidates around x / sqrt(abar_tau) at level tau."""
         abar = self.alpha_bar[tau]
         return math.sqrt((1 - abar) / abar)
 
+    def _candidates(self, x: torch.Tensor, tau: int, model: ReturnModel, prior: torch.Tensor | None,
+                    prior_eval: Evaluation | None, generator: torch.Generator | None
+                    ) -> tuple[torch.Tensor, Evaluation]:
+        """This level's candidates (policy-prior ones first) and their scores."""
+        n_prior = 0 if prior is None else prior.shape[0]
+        n_draw = self.num_samples if self.release else self.num_samples - n_prior
+        with phase("candidates"):
+            eps = torch.randn((n_draw, *x.shape), generator=generator, device=x.device, dtype=x.dtype)
+            sampled = (x / math.sqrt(self.alpha_bar[tau]) + self.spread(tau) * eps).clamp(-1, 1)
+        if self.release:  # the release draws all, overwrites the first ones, scores all in one call
+            if prior is not None:
+                sampled[:n_prior] = prior
+            ev = model.evaluate(sampled)
+            return sampled, Evaluation(*(v.nan_to_num(0.0) for v in (ev.total, ev.model_return, ev.energy)))
+        ev = model.evaluate(sampled)
+        if prior is None:
+            return sampled, ev
+        return torch.cat([prior, sampled]), Evaluation(*(torch.cat([a, b]) for a, b in zip(
+            (prior_eval.total, prior_eval.model_return, prior_eval.energy), (ev.total, ev.model_return, ev.energy))))
+
+    def _standardise(self, total: torch.Tensor) -> torch.Tensor:
+        if self.release:  # (one candidate has no std: the release would give NaN there, we use 1)
+            std = total.std() if total.numel() > 1 else torch.ones((), device=total.device)
+            return (total - total.mean()) / (std if std >= 1e-4 else torch.ones_like(std))
+        return (total - total.mean()) / (total.std(unbiased=False) + 1e-8)
+
     def reverse_step(self, x: torch.Tensor, tau: int, model: ReturnModel, prior: torch.Tensor | None,
                      prior_eval: Evaluation | None, generator: torch.Generator | None) -> StepResult:
         """One level: sample around x/sqrt(abar), score, re-weight the elites, move x to tau-1."""
         abar, alpha = float(self.alpha_bar[tau]), float(self.alpha[tau])
-        n_prior = 0 if prior is None else prior.shape[0]
-        with phase("candidates"):
-            eps = torch.randn((self.num_samples - n_prior, *x.shape), generator=generator,
-                              device=x.device, dtype=x.dtype)
-            sampled = (x / math.sqrt(abar) + self.spread(tau) * eps).clamp(-1, 1)
-        ev = model.evaluate(sampled)
+        candidates, ev = self._candidates(x, tau, model, prior, prior_eval, generator)
         with phase("weighting"):
-            if prior is not None:
-                candidates = torch.cat([prior, sampled])
-                ev = Evaluation(*(torch.cat([a, b]) for a, b in
-                                  zip((prior_eval.total, prior_eval.model_return, prior_eval.energy),
-                                      (ev.total, ev.model_return, ev.energy))))
-            else:
-                candidates = sampled
-            standardised = (ev.total - ev.total.mean()) / (ev.total.std(unbiased=False) + 1e-8)
+            standardised = self._standardise(ev.total)
             elite_vals, elite_idx = torch.topk(standardised, self.num_elites)
-            elite_w = torch.softmax(elite_vals / self.temperature, dim=0)
+            logits = elite_vals / self.temperature
+            elite_w = torch.softmax(logits - logits.max() if self.release else logits, dim=0)
             weights = torch.zeros_like(standardised).index_put_((elite_idx,), elite_w)
             weighted_mean = torch.einsum("e,eha->ha", elite_w, candidates[elite_idx])
-            score = (math.sqrt(abar) * weighted_mean - x) / (1 - abar)
+            if self.release:  # the release's expression, with its 1e-8
+                score = (-x + math.sqrt(abar) * weighted_mean) / (1.0 - abar + 1e-8)
+            else:
+                score = (math.sqrt(abar) * weighted_mean - x) / (1 - abar)
+            if self.score_guided:
+                score = model.learned_score(x, tau)
             x_next = (x + (1 - abar) * score) / math.sqrt(alpha)
         return StepResult(candidates, ev, weights, elite_idx, weighted_mean, score, x_next)
 
@@ -249,10 +302,14 @@ class DiffusionPlanner:
         top = self.num_levels - 1
         x = math.sqrt(self.alpha_bar[top]) * warm_start
         n_prior = min(self.num_pi_trajs, self.num_samples)
-        prior = model.prior_candidates(n_prior, generator) if n_prior > 0 else None
-        prior_eval = model.evaluate(prior) if prior is not None else None
+        prior = prior_eval = None
+        if n_prior > 0 and not self.release:  # lab: one set of prior rollouts, scored once
+            prior = model.prior_candidates(n_prior, generator)
+            prior_eval = model.evaluate(prior) if prior is not None else None
         rows: list[dict[str, torch.Tensor]] = []
         for tau in range(top, 0, -1):
+            if n_prior > 0 and self.release:  # the release: fresh rollouts at every level
+                prior = model.prior_candidates(n_prior, generator)
             step = self.reverse_step(x, tau, model, prior, prior_eval, generator)
             if trace:
                 rows.append(dict(x=x, candidates=step.candidates, total_return=step.evaluation.total,
@@ -286,6 +343,21 @@ class DiffusionPlanner:
             weighted_mean=stack("weighted_mean"), score=stack("score"), x_next=stack("x_next"),
             plan=plan.float().cpu().numpy(), eta=float(getattr(model, "eta", 0.0)),
             temperature=self.temperature, imagined=imagined)
+
+
+class ScoreOnlyPlanner(DiffusionPlanner):
+    """The amortised policy: the same reverse diffusion moved by the score network alone, one network
+    call per level and no candidate rollouts (the release's score-only inference)."""
+
+    @torch.no_grad()
+    def plan(self, model: ReturnModel, warm_start: torch.Tensor, generator: torch.Generator | None = None,
+             trace: bool = False) -> PlanResult:
+        x = math.sqrt(self.alpha_bar[self.num_levels - 1]) * warm_start
+        for tau in range(self.num_levels - 1, 0, -1):
+            score = model.learned_score(x, tau)
+            x = (x + (1 - float(self.alpha_bar[tau])) * score) / math.sqrt(float(self.alpha[tau]))
+        plan = x.clamp(-1, 1)
+        return PlanResult(plan=plan, action=plan[0])
 
 
 def shift_warm_start(previous: torch.Tensor | None, horizon: int, action_dim: int,

@@ -166,7 +166,8 @@ class Trainer:
         self.agent = agent or MBDPO(cfg, self.env.obs_dim, self.env.act_dim)
         planned = min(cfg.buffer_size, cfg.steps)  # storage for the planned run; it grows if run() goes on
         self.buffer = ReplayBuffer(self.env.obs_dim, self.env.act_dim, cfg.buffer_size, cfg.horizon, seed=cfg.seed,
-                                   initial_rows=planned + planned // cfg.episode_length + 2)
+                                   initial_rows=planned + planned // cfg.episode_length + 2,
+                                   release=cfg.variant == "release")
         self.rng = np.random.default_rng(cfg.seed)
         self.callbacks: list[Callback] = list(callbacks or [])
         self.out_dir = Path(out_dir) if out_dir else None
@@ -201,6 +202,12 @@ class Trainer:
         return self.agent_step
 
     @property
+    def first_update_step(self) -> int:
+        """Index of the step (counting from 0) after which the first updates run: S - 1 (lab) or S (release)."""
+        s = self.cfg.num_seed_steps
+        return s if self.cfg.variant == "release" else s - 1
+
+    @property
     def done(self) -> bool:
         return self.env_step >= self.cfg.steps
 
@@ -218,7 +225,9 @@ class Trainer:
             self.buffer.start_episode(self._obs)
             self._t, self._ep_return = 0, 0.0
             self._ep_start_time, self._ep_start_step = time.perf_counter(), self.agent_step
-        seeding = self.agent_step < cfg.num_seed_steps
+        # The seed phase: random actions up to and including `first_update_step`, after which S updates run
+        first_update = self.first_update_step
+        seeding = self.agent_step <= first_update
         if seeding:
             action = self.env.random_action(self.rng)
         else:
@@ -227,12 +236,14 @@ class Trainer:
         next_obs, reward, done = self.env.step(action)
         next_obs = self.agent.check_observation(next_obs)  # nothing non-finite enters the replay
         self.buffer.add(action, reward, next_obs)
+        if done:
+            self.buffer.end_episode()
         self._obs, self._ep_return, self._t = next_obs, self._ep_return + reward, self._t + 1
-        self.agent_step += 1
+        step_index, self.agent_step = self.agent_step, self.agent_step + 1
 
         info: dict[str, Any] = {"step": self.env_step, "reward": reward}
-        if self.agent_step >= cfg.num_seed_steps:
-            n_updates = cfg.num_seed_steps if self.agent_step == cfg.num_seed_steps else 1
+        if step_index >= first_update:
+            n_updates = cfg.num_seed_steps if step_index == first_update else 1
             start = time.perf_counter()
             for _ in range(n_updates):
                 losses = self.agent.update(self.agent.to_batch(self.buffer.sample(cfg.batch_size)))

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import Config
-from .nn import EnsembleMLP, SimNorm, TwoHot, mish, mlp, sinusoidal_embedding, zero_last_layer
+from .nn import (EnsembleMLP, SimNorm, TwoHot, mish, mlp, release_init, sinusoidal_embedding, zero_last_layer,
+                 zero_last_weight)
 
 
 @dataclass
@@ -24,6 +25,7 @@ class PolicySample:
     action: torch.Tensor  # tanh-squashed sample in [-1, 1]
     mean: torch.Tensor  # tanh of the Gaussian mean (deterministic action)
     log_prob: torch.Tensor  # log density of ``action`` (with the tanh correction), [B, 1]
+    scaled_entropy: torch.Tensor  # the release's entropy term: -(pre-tanh Gaussian log density) x |A|, [B, 1]
 
 
 class ScoreNet(nn.Module):
@@ -35,9 +37,10 @@ class ScoreNet(nn.Module):
         seq = cfg.horizon * act_dim
         self.net = mlp(cfg.latent_dim + seq + cfg.tau_embed_dim, [cfg.mlp_dim, cfg.mlp_dim], seq)
 
-    def forward(self, z: torch.Tensor, x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-        # one level for the whole batch, or one per row ([B] or [B, 1])
-        emb = sinusoidal_embedding(torch.as_tensor(level).reshape(-1), self.embed_dim).expand(x.shape[0], -1)
+    def forward(self, z: torch.Tensor, x: torch.Tensor, level: torch.Tensor | int) -> torch.Tensor:
+        """z [B, L], x [B, H, A], level: one for the whole batch or one per row ([B]) -> score [B, H, A]."""
+        level = torch.as_tensor(level, device=x.device).reshape(-1)
+        emb = sinusoidal_embedding(level, self.embed_dim).expand(x.shape[0], -1)
         return self.net(torch.cat([z, x.flatten(1), emb], dim=-1)).view_as(x)
 
 
@@ -47,19 +50,24 @@ class WorldModel(nn.Module):
         self.cfg, self.obs_dim, self.act_dim = cfg, obs_dim, act_dim
         za = cfg.latent_dim + act_dim
         hidden = [cfg.mlp_dim, cfg.mlp_dim]
+        release = cfg.variant == "release"
+        # the release normalises the last layer of the encoder and the dynamics before SimNorm
         self.encoder = mlp(obs_dim, [cfg.enc_dim] * max(cfg.num_enc_layers - 1, 1), cfg.latent_dim,
-                           SimNorm(cfg.simnorm_dim))
-        self.dynamics = mlp(za, hidden, cfg.latent_dim, SimNorm(cfg.simnorm_dim))
+                           SimNorm(cfg.simnorm_dim), out_norm=release)
+        self.dynamics = mlp(za, hidden, cfg.latent_dim, SimNorm(cfg.simnorm_dim), out_norm=release)
         self.reward_head = mlp(za, hidden, cfg.num_bins)
         self.pi_head = mlp(cfg.latent_dim, hidden, 2 * act_dim)
         self.q_heads = EnsembleMLP(cfg.num_q, za, hidden, cfg.num_bins, dropout=cfg.dropout)
         self.energy_head = mlp(za, hidden, 1)
         self.score_net = ScoreNet(cfg, act_dim) if cfg.use_score_net else None
+        if release:
+            release_init(self)
         for head in (self.reward_head, self.q_heads, self.energy_head):
-            zero_last_layer(head)
+            (zero_last_weight if release else zero_last_layer)(head)
         self.target_q_heads = copy.deepcopy(self.q_heads).requires_grad_(False)
         self.two_hot = TwoHot(cfg.num_bins, cfg.vmin, cfg.vmax)
-        # Running statistics of F logits on data (positives), used to standardise F in planning.
+        # Running statistics of F logits (lab: on data; release: on data and negatives together), which
+        # standardise F in planning.
         self.register_buffer("energy_mean", torch.zeros(()))
         self.register_buffer("energy_std", torch.ones(()))
 
@@ -135,11 +143,14 @@ class WorldModel(nn.Module):
         log_std = lo + 0.5 * (hi - lo) * (torch.tanh(log_std) + 1)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         pre = mu + eps * log_std.exp()
-        log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * torch.log(torch.tensor(2 * torch.pi))).sum(-1, keepdim=True)
+        gaussian = (-0.5 * eps.pow(2) - log_std - 0.9189385175704956).sum(-1, keepdim=True)  # log N(eps); 0.5 log 2pi
         action = torch.tanh(pre)
         # change of variables for tanh: log|d tanh(u)/du| = log(1 - tanh(u)^2)
-        log_prob = log_prob - torch.log(F.relu(1 - action.pow(2)) + 1e-6).sum(-1, keepdim=True)
-        return PolicySample(action=action, mean=torch.tanh(mu), log_prob=log_prob)
+        log_prob = gaussian - torch.log(F.relu(1 - action.pow(2)) + 1e-6).sum(-1, keepdim=True)
+        # TD-MPC2's scaled entropy, written as the release computes it: -log_prob x (|A| gaussian / log_prob),
+        # i.e. -|A| x the pre-tanh log density (the ratio keeps its gradient, as there)
+        scaled = -log_prob * (gaussian * mu.shape[-1] / (log_prob + 1e-8))
+        return PolicySample(action=action, mean=torch.tanh(mu), log_prob=log_prob, scaled_entropy=scaled)
 
 
 class StackedHiddenLayers:
@@ -185,13 +196,12 @@ class FusedStepHeads:
         self.hidden = StackedHiddenLayers(
             [(n[0][0].weight, n[0][0].bias, n[0][1].weight, n[0][1].bias,
               n[1][0].weight, n[1][0].bias, n[1][1].weight, n[1][1].bias) for n in nets], nets[0][0][1].eps)
-        self.outs = [net[2] for net in nets]
-        self.simnorm = wm.dynamics[3]
+        self.outs = [net[2:] for net in nets]  # the dynamics' tail: Linear, (LayerNorm,) SimNorm
 
     def __call__(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(next latent, reward logits, F logit) for z [N, L], a [N, A]."""
         x = self.hidden(torch.cat([z, a], -1))
-        return self.simnorm(self.outs[0](x[0])), self.outs[1](x[1]), self.outs[2](x[2])
+        return self.outs[0](x[0]), self.outs[1](x[1]), self.outs[2](x[2])
 
 
 class FusedQPair:

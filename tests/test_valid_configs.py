@@ -25,7 +25,10 @@ def tiny_configs(draw):
     num_samples = draw(st.integers(1, 24))
     horizon = draw(st.integers(1, 4))
     use_score_net = draw(st.booleans())
+    variant = draw(st.sampled_from(["lab", "release"]))
+    episode_length = horizon + 1 + draw(st.integers(0, 3))
     values = dict(
+        variant=variant, score_guided=use_score_net and draw(st.booleans()), score_samples=draw(st.integers(2, 5)),
         enc_dim=draw(st.integers(1, 24)), mlp_dim=draw(st.integers(1, 24)),
         num_enc_layers=draw(st.integers(1, 3)), simnorm_dim=simnorm,
         latent_dim=simnorm * draw(st.integers(1, 4)), num_q=draw(st.integers(2, 4)),
@@ -37,8 +40,9 @@ def tiny_configs(draw):
         energy_negatives=draw(st.sampled_from(["smooth", "hardest"])),
         mppi_iterations=draw(st.integers(1, 3)), planner_bf16=draw(st.booleans()),
         use_score_net=use_score_net, score_coef=draw(st.sampled_from([0.0, 1.0])) if use_score_net else 0.0,
-        tau_embed_dim=draw(st.sampled_from([2, 8])), episode_length=horizon + 1 + draw(st.integers(0, 3)),
-        seed_steps=horizon, device="cpu",
+        tau_embed_dim=draw(st.sampled_from([2, 8])), episode_length=episode_length,
+        # the release samples completed episodes only, so its seed phase covers one
+        seed_steps=episode_length if variant == "release" else horizon, device="cpu",
     )
     return make_config("tiny", **values), draw(st.integers(1, 6)), draw(st.integers(1, 3))
 
@@ -53,12 +57,15 @@ EDGE = dict(num_samples=32, num_pi_trajs=31, num_elites=8, device="cpu")
 @example((make_config("tiny", **EDGE), 5, 2))
 @example((make_config("tiny", num_samples=1, num_elites=1, num_pi_trajs=0, horizon=1, batch_size=1,
                       num_levels=2, num_bins=2, episode_length=2, seed_steps=1, device="cpu"), 1, 1))
+@example((make_config("tiny", variant="release", num_samples=1, num_elites=1, num_pi_trajs=0, horizon=1,
+                      batch_size=1, num_levels=2, num_bins=2, episode_length=2, seed_steps=2, use_score_net=True,
+                      score_coef=1.0, score_guided=True, score_samples=2, device="cpu"), 1, 1))
 def test_every_valid_config_acts_and_updates(drawn):
     cfg, obs_dim, act_dim = drawn
     torch.manual_seed(0)
     agent = MBDPO(cfg, obs_dim, act_dim)
     obs = np.random.default_rng(0).standard_normal(obs_dim).astype(np.float32)
-    for planner in ("diffusion", "mppi", "policy"):
+    for planner in ("diffusion", "mppi", "policy") + (("score",) if cfg.use_score_net else ()):
         for t0, eval_mode in ((True, False), (False, True), (False, False)):
             action = agent.act(obs, t0=t0, eval_mode=eval_mode, planner=planner)
             assert action.shape == (act_dim,) and np.all(np.isfinite(action)), (planner, action)
@@ -75,6 +82,8 @@ def test_every_valid_config_acts_and_updates(drawn):
 @pytest.mark.parametrize("overrides", [
     dict(num_samples=2, num_pi_trajs=1, num_elites=2, horizon=1, episode_length=2, seed_steps=1, batch_size=1),
     dict(num_samples=4, num_pi_trajs=0, num_elites=1, horizon=4, episode_length=5, seed_steps=4, batch_size=3),
+    dict(variant="release", num_samples=2, num_pi_trajs=1, num_elites=2, horizon=1, episode_length=2, seed_steps=2,
+         batch_size=1, buffer_size=4),
 ])
 def test_edge_configs_train_through_the_seed_phase(overrides):
     """The whole loop (seed phase, first updates, acting) with the smallest runs validate() allows."""
@@ -98,6 +107,11 @@ def test_edge_configs_train_through_the_seed_phase(overrides):
     (dict(video_size=63), "video_size"),
     (dict(dropout=1.0), "dropout"),
     (dict(energy_stat_momentum=1.0), "energy_stat_momentum"),
+    (dict(variant="release", seed_steps=50, episode_length=100), "seed phase"),
+    (dict(variant="paper"), "variant"),
+    (dict(planner="score"), "use_score_net"),
+    (dict(score_guided=True), "use_score_net"),
+    (dict(use_score_net=True, score_samples=1), "score_samples"),
 ])
 def test_configs_that_cannot_run_are_refused_with_what_to_change(overrides, names):
     with pytest.raises(ConfigError, match=names):
