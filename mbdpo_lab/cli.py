@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint or a pretrained name")
     p.add_argument("--episodes", type=_count(1), default=10)
     p.add_argument("--video", default=None, help="write the first episode to this mp4")
-    p.add_argument("--planner", choices=["diffusion", "mppi", "policy"], default=None)
+    p.add_argument("--planner", choices=["diffusion", "mppi", "policy", "score"], default=None)
     p.add_argument("--seed", type=_count(0), default=0)
     p.add_argument("--device", default=None)
     _add_set(p)
@@ -105,6 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True)
     p.add_argument("--episodes", type=_count(1), default=10)
     p.add_argument("--replace", action="store_true", help="overwrite a shipped agent of the same name")
+
+    p = sub.add_parser("import-checkpoint", help="convert a published TD-MPC2 or MBDPO checkpoint (.pt) into ours",
+                       description="Reads the file with torch.load(weights_only=True): a pickle that would run "
+                                   "code is refused. Writes a .safetensors agent (variant release) for eval, the "
+                                   "widgets and the notebooks.")
+    p.add_argument("file", metavar="FILE.pt", help="a single-task checkpoint: {'model': state_dict}")
+    p.add_argument("--format", dest="fmt", choices=["tdmpc2", "mbdpo"], required=True)
+    p.add_argument("--task", required=True, help="the task it was trained on (`mbdpo-lab tasks`)")
+    p.add_argument("--out", dest="output", required=True, metavar="NAME.safetensors",
+                   help="the converted checkpoint to write (refused if it exists, unless --replace)")
+    p.add_argument("--replace", action="store_true", help="overwrite --out")
 
     _add_compare_anchor(sub)
     p = sub.add_parser("anchor-table", help="markdown table of compare-anchor output directories")
@@ -277,6 +288,31 @@ def cmd_export(args) -> None:
     print(json.dumps(export_run(args.run, args.name, episodes=args.episodes, replace=args.replace)))
 
 
+def cmd_import_checkpoint(args) -> None:
+    from .checkpoint import file_sha256, save_checkpoint
+    from .envs import make_env
+    from .release_checkpoint import import_release_checkpoint
+
+    out = Path(args.output)
+    if out.suffix != ".safetensors":
+        out = out.with_suffix(".safetensors")
+    if out.exists() and not args.replace:
+        raise UsageError(f"{out} exists; choose another --out or add --replace")
+    if out.exists() and out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name ending in .safetensors")
+    with make_env(args.task, seed=0) as env:
+        dims = env.obs_dim, env.act_dim
+    agent, notes = import_release_checkpoint(args.file, args.fmt, args.task, *dims)
+    meta = {"imported_from": Path(args.file).name, "imported_format": args.fmt,
+            "imported_sha256": file_sha256(args.file), "notes": notes}
+    save_checkpoint(agent, out, meta=meta)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(json.dumps({"out": str(out), "task": args.task, "format": args.fmt, "variant": agent.cfg.variant,
+                      "params": agent.wm.num_params(), "eta": agent.cfg.eta,
+                      "score_network": agent.wm.score_net is not None}))
+
+
 def cmd_bench(args) -> None:
     from .bench import benchmark
 
@@ -306,7 +342,8 @@ def cmd_anchor_table(args) -> None:
 
 COMMANDS = {"tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
             "eval": cmd_eval, "bench": cmd_bench, "latents": cmd_latents,
-            "export": cmd_export, "compare-anchor": cmd_compare_anchor, "anchor-table": cmd_anchor_table}
+            "export": cmd_export, "compare-anchor": cmd_compare_anchor, "anchor-table": cmd_anchor_table,
+            "import-checkpoint": cmd_import_checkpoint}
 
 
 def _check_out_dir(path: str) -> None:

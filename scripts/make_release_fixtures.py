@@ -38,7 +38,7 @@ from safetensors.torch import save_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from release_noise import fixed_noise  # noqa: E402
 
-OBS, ACT, H, B = 5, 2, 3, 4
+OBS, ACT, H, B = 6, 2, 3, 4  # reacher-easy's sizes, so the checkpoints import for a real task
 TINY = dict(enc_dim=32, mlp_dim=32, latent_dim=16, num_q=3, num_enc_layers=2, levels=4, samples=16, elites=4,
             pi_trajs=3, score_samples=8)
 
@@ -46,7 +46,7 @@ TINY = dict(enc_dim=32, mlp_dim=32, latent_dim=16, num_q=3, num_enc_layers=2, le
 def release_cfg() -> types.SimpleNamespace:
     """The release's config fields that its world model, agent and planner read."""
     return types.SimpleNamespace(
-        task="cartpole-swingup", obs="state", episodic=False, multitask=False, tasks=["cartpole-swingup"],
+        task="reacher-easy", obs="state", episodic=False, multitask=False, tasks=["reacher-easy"],
         obs_shape={"state": (OBS,)}, action_dim=ACT, episode_length=500, num_enc_layers=TINY["num_enc_layers"],
         enc_dim=TINY["enc_dim"], mlp_dim=TINY["mlp_dim"], latent_dim=TINY["latent_dim"], simnorm_dim=8,
         num_q=TINY["num_q"], num_bins=101, vmin=-10.0, vmax=10.0, bin_size=0.2, dropout=0.0, task_dim=0,

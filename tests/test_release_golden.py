@@ -23,7 +23,7 @@ def golden():
 
 def make_agent():
     sd = load_state_dict(FIXTURES / "mbdpo.pt")
-    cfg, obs_dim, act_dim = infer_config(sd, "mbdpo", "cartpole-swingup")
+    cfg, obs_dim, act_dim = infer_config(sd, "mbdpo", "reacher-easy")
     # the fixture's planner, batch and noise settings (scripts/make_release_fixtures.py, TINY)
     cfg = cfg.replace(num_levels=4, num_samples=16, num_elites=4, num_pi_trajs=3, score_samples=8, batch_size=4,
                       dropout=0.0, score_coef=1.0)
@@ -37,7 +37,7 @@ def test_the_fixture_describes_a_release_model():
     agent, _ = make_agent()
     cfg = agent.cfg
     assert (cfg.variant, agent.obs_dim, agent.act_dim, cfg.latent_dim, cfg.mlp_dim, cfg.num_q, cfg.horizon) == (
-        "release", 5, 2, 16, 32, 3, 3)
+        "release", 6, 2, 16, 32, 3, 3)
     # the encoder and dynamics end Linear -> LayerNorm -> SimNorm, as the release builds them
     assert isinstance(agent.wm.encoder[-2], torch.nn.LayerNorm) and isinstance(agent.wm.dynamics[-2], torch.nn.LayerNorm)
 
