@@ -362,27 +362,37 @@ class MBDPO:
         return loss.detach(), entropy.mean().detach()
 
     @torch.no_grad()
-    def score_target(self, z0: torch.Tensor) -> tuple[torch.Tensor, int, torch.Tensor]:
-        """The release's Monte-Carlo score target at one latent z0 [1, L]: a random level tau and a noisy
-        sequence x ~ N(0, I); ``score_samples`` candidates around x / sqrt(abar) scored by the
-        energy-shaped model return, softmax-weighted (all of them, standardised returns / temperature)
-        into Abar; target (sqrt(abar) Abar - x) / (1 - abar). Returns (x [H, A], tau, target [H, A])."""
-        cfg, sched = self.cfg, self.diffusion
-        tau = int(torch.randint(1, cfg.num_levels, (1,)))
-        abar = float(sched.alpha_bar[tau])
-        x = torch.randn(cfg.horizon, self.act_dim, device=self.device)
-        eps = torch.randn(cfg.score_samples, cfg.horizon, self.act_dim, device=self.device)
-        cands = (x / math.sqrt(abar) + math.sqrt((1 - abar) / abar) * eps).clamp(-1, 1)
-        values = self.return_model(z0).evaluate(cands).total.nan_to_num(0.0)
-        weights = torch.softmax((values - values.mean()) / (values.std() + 1e-6) / max(cfg.temperature, 1e-6), 0)
-        mean = torch.einsum("n,nha->ha", weights, cands)
-        return x, tau, (-x + math.sqrt(abar) * mean) / (1.0 - abar + 1e-8)
+    def score_target(self, z0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The release's Monte-Carlo score targets at latents z0 [B, L] (the release uses one, B = 1).
+
+        Per row: a random level tau and a noisy sequence x ~ N(0, I); ``score_samples`` candidates
+        around x / sqrt(abar) scored by the energy-shaped model return, softmax-weighted (all of them,
+        standardised returns / temperature) into Abar; target (sqrt(abar) Abar - x) / (1 - abar).
+        Returns (x [B, H, A], tau [B], target [B, H, A]).
+        """
+        cfg, B, S = self.cfg, z0.shape[0], self.cfg.score_samples
+        tau = torch.randint(1, cfg.num_levels, (B,), device=self.device)
+        abar = torch.as_tensor(self.diffusion.alpha_bar, device=self.device, dtype=torch.float32)[tau].view(B, 1, 1)
+        x = torch.randn(B, cfg.horizon, self.act_dim, device=self.device)
+        eps = torch.randn(B, S, cfg.horizon, self.act_dim, device=self.device)
+        cands = (x.unsqueeze(1) / abar.sqrt().unsqueeze(1)
+                 + ((1 - abar) / abar).sqrt().unsqueeze(1) * eps).clamp(-1, 1)  # [B, S, H, A]
+        model = self.return_model(z0.repeat_interleave(S, 0))
+        values = model.evaluate(cands.flatten(0, 1)).total.nan_to_num(0.0).view(B, S)
+        logits = (values - values.mean(1, keepdim=True)) / (values.std(1, keepdim=True) + 1e-6)
+        weights = torch.softmax(logits / max(cfg.temperature, 1e-6), dim=1)
+        mean = torch.einsum("bn,bnha->bha", weights, cands)
+        return x, tau, (-x + abar.sqrt() * mean) / (1.0 - abar + 1e-8)
 
     def score_loss(self, z0: torch.Tensor) -> torch.Tensor:
-        """MSE of the score network against `score_target` at z0 [1, L] (one latent per update, as the
-        release; the gradient reaches the encoder through z0, as there)."""
+        """MSE of the score network against `score_target` at z0 [B, L] (the update passes one latent, as
+        the release does; the gradient reaches the encoder through z0, as there)."""
         x, tau, target = self.score_target(z0)
-        return F.mse_loss(self.wm.score_net(z0, x.unsqueeze(0), tau)[0], target)
+        net = self.wm.score_net
+        if net.output == "score":
+            return F.mse_loss(net(z0, x, tau), target)
+        abar = net.alpha_bar[tau].view(-1, 1, 1)  # fit the mean Abar the target implies
+        return F.mse_loss(net.raw(z0, x, tau), (target * (1 - abar) + x) / abar.sqrt())
 
     # --- state for checkpoints ---------------------------------------------------------------
     def tensors(self, include_optimizer: bool = False, acting_only: bool = False) -> dict[str, torch.Tensor]:

@@ -141,7 +141,8 @@ def read_header(path: str | Path) -> tuple[Config, dict[str, Any], dict[str, tor
 
 # What the weights' shapes or meaning depend on: a checkpoint cannot be loaded with other values.
 FIXED_WHEN_LOADING = ("task", "variant", "model_size", "enc_dim", "num_enc_layers", "mlp_dim", "latent_dim", "simnorm_dim",
-                      "num_q", "num_bins", "vmin", "vmax", "use_score_net", "tau_embed_dim", "horizon")
+                      "num_q", "num_bins", "vmin", "vmax", "use_score_net", "tau_embed_dim", "horizon",
+                      "score_output")
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device | None = None,

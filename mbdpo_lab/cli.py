@@ -117,6 +117,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the converted checkpoint to write (refused if it exists, unless --replace)")
     p.add_argument("--replace", action="store_true", help="overwrite --out")
 
+    p = sub.add_parser("score-policy", help="fit a score network to an agent and compare acting with it alone")
+    p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint or a pretrained name")
+    p.add_argument("--out", required=True, help="folder for agent.safetensors, score_policy.csv, fit_losses.csv")
+    p.add_argument("--updates", type=_count(1), default=3000)
+    p.add_argument("--batch-size", type=_count(1), default=32, help="latents per update")
+    p.add_argument("--fit-episodes", type=_count(1), default=4, help="episodes whose latents the fit uses")
+    p.add_argument("--score-output", choices=["score", "mean"], default="score",
+                   help="what a new score network outputs: the score (the release) or the mean it implies")
+    p.add_argument("--episodes", type=_count(1), default=10, help="evaluation episodes per planner")
+    p.add_argument("--seed", type=_count(0), default=0)
+    p.add_argument("--device", default=None)
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("fidelity", help="measure training runs for the release-vs-lab table (docs/algorithm.md)")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories written by `mbdpo-lab train`")
+    p.add_argument("--csv", required=True, help="CSV to merge the rows into (e.g. docs/data/fidelity.csv)")
+    p.add_argument("--episodes", type=_count(1), default=5, help="noise-free episodes for the over-estimation")
+    p.add_argument("--seed", type=_count(0), default=0)
+
     _add_compare_anchor(sub)
     p = sub.add_parser("anchor-table", help="markdown table of compare-anchor output directories")
     p.add_argument("dirs", nargs="+", metavar="DIR", help="directories written by compare-anchor --out")
@@ -313,6 +332,26 @@ def cmd_import_checkpoint(args) -> None:
                       "score_network": agent.wm.score_net is not None}))
 
 
+def cmd_score_policy(args) -> None:
+    import logging
+
+    from .experiments.score_policy import run_score_policy
+
+    if not args.no_progress:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(json.dumps(run_score_policy(args.checkpoint, args.out, args.updates, args.batch_size, args.fit_episodes,
+                                      args.episodes, args.seed, args.device, args.score_output)))
+
+
+def cmd_fidelity(args) -> None:
+    from .experiments.fidelity import measure_run, write_rows
+
+    rows = [measure_run(run, episodes=args.episodes, seed=args.seed) for run in args.runs]
+    write_rows(args.csv, rows)
+    for row in rows:
+        print(json.dumps(row))
+
+
 def cmd_bench(args) -> None:
     from .bench import benchmark
 
@@ -343,7 +382,8 @@ def cmd_anchor_table(args) -> None:
 COMMANDS = {"tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
             "eval": cmd_eval, "bench": cmd_bench, "latents": cmd_latents,
             "export": cmd_export, "compare-anchor": cmd_compare_anchor, "anchor-table": cmd_anchor_table,
-            "import-checkpoint": cmd_import_checkpoint}
+            "import-checkpoint": cmd_import_checkpoint, "score-policy": cmd_score_policy,
+            "fidelity": cmd_fidelity}
 
 
 def _check_out_dir(path: str) -> None:

@@ -81,6 +81,10 @@ class Config:
     use_score_net: bool = False
     """Build the score network s(z, x_tau, tau), trained (score_coef > 0) on the release's Monte-Carlo
     score targets; it can then guide the diffusion planner (score_guided) or act alone (planner=score)."""
+    score_output: str = "score"
+    """What the score network outputs: ``score`` (the release: the score itself, fitted by MSE to the
+    Monte-Carlo score) or ``mean`` (the weighted mean Abar that score implies, fitted to the Monte-Carlo
+    Abar: the same target on the scale of an action at every level)."""
     score_samples: int = 64
     """Candidate sequences of one Monte-Carlo score target (the release's diffusion_num_samples_mf)."""
     score_guided: bool = False
@@ -402,6 +406,7 @@ def validate(cfg: Config) -> None:
     need(cfg.use_score_net or not (cfg.planner == "score" or cfg.score_guided),
          "planner=score and score_guided=true act with the score network, which is not built; "
          "add --set use_score_net=true (and score_coef=1 to train it)")
+    need(cfg.score_output in ("score", "mean"), f"score_output must be score or mean, got {cfg.score_output!r}")
     need(cfg.score_samples >= 2, f"score_samples must be >= 2 (their returns are standardised), got {cfg.score_samples}")
     need(cfg.mppi_iterations >= 1, f"mppi_iterations must be >= 1, got {cfg.mppi_iterations}")
     need(0 < cfg.mppi_min_std <= cfg.mppi_max_std,

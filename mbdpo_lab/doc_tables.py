@@ -76,6 +76,35 @@ def bench_table(data_dir: Path) -> str:
     return "\n".join(out)
 
 
+def fidelity_table(data_dir: Path) -> str:
+    """Variant release against variant lab, per task, mean (± std over seeds) of `mbdpo-lab fidelity` rows."""
+    import numpy as np
+
+    with open(data_dir / "fidelity.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for r in rows:
+        groups.setdefault((r["task"], r["variant"]), []).append(r)
+
+    def cell(runs: list[dict[str, str]], key: str, digits: int) -> str:
+        values = [float(r[key]) for r in runs if r[key] not in ("", None)]
+        if not values:
+            return "–"
+        text = f"{np.mean(values):.{digits}f}"
+        return text + (f" ± {np.std(values):.{digits}f}" if len(values) > 1 else "") + (
+            f" ({len(values)})" if len(values) != len(runs) else "")
+
+    out = ["| task | variant | seeds | steps reached | eval 10k | eval 20k | eval 30k | F accuracy | "
+           "F AUC vs uniform | std of F on data | over-estimation |", "|" + "---|" * 11]
+    for (task, variant), runs in sorted(groups.items()):
+        steps = sorted(int(r["steps"]) for r in runs)
+        out.append(f"| {task} | {variant} | {len(runs)} | {', '.join(f'{s // 1000}k' for s in steps)} | "
+                   + " | ".join([cell(runs, "eval_10k", 0), cell(runs, "eval_20k", 0), cell(runs, "eval_30k", 0),
+                                 cell(runs, "f_accuracy", 2), cell(runs, "f_auc_uniform", 2),
+                                 cell(runs, "f_std_data", 2), cell(runs, "overestimation", 1)]) + " |")
+    return "\n".join(out)
+
+
 DOCS_DATA = Path(__file__).resolve().parent.parent / "docs" / "data"
 
 # (markdown file relative to the repository root, block name) -> what generates the block
@@ -83,6 +112,7 @@ GENERATED: dict[tuple[str, str], Callable[[], str]] = {
     ("README.md", "agents"): agents_table,
     ("docs/results.md", "training"): lambda: training_table(DOCS_DATA),
     ("docs/performance.md", "bench"): lambda: bench_table(DOCS_DATA),
+    ("docs/algorithm.md", "fidelity"): lambda: fidelity_table(DOCS_DATA),
 }
 
 

@@ -64,7 +64,8 @@ class WorldModelReturn:
 
     def __init__(self, wm: WorldModel, z0: torch.Tensor, eta: float, gamma: float,
                  generator: torch.Generator | None = None, bf16: bool = False, redraw_heads: bool = False):
-        self.wm, self.z0, self.eta, self.gamma = wm, z0.reshape(1, -1), float(eta), float(gamma)
+        # one latent [L] for every candidate, or one per candidate [N, L] (batched score targets)
+        self.wm, self.z0, self.eta, self.gamma = wm, z0.reshape(-1, z0.shape[-1]), float(eta), float(gamma)
         self.horizon, self.action_dim = wm.cfg.horizon, wm.act_dim
         self.generator = generator
         self.redraw_heads = redraw_heads

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,19 +30,35 @@ class PolicySample:
 
 
 class ScoreNet(nn.Module):
-    """Optional learned score s(z, x_tau, tau) of a whole action sequence (H x |A|)."""
+    """Learned score s(z, x_tau, tau) of a whole action sequence (H x |A|).
+
+    ``score_output="score"`` (the release): the network's output is the score. ``"mean"``: it is the
+    weighted mean Abar the score implies, s = (sqrt(abar) Abar - x) / (1 - abar), so its scale is that
+    of an action at every level (the score's grows like 1 / (1 - abar), ~1400 at the paper's lowest level).
+    """
 
     def __init__(self, cfg: Config, act_dim: int):
         super().__init__()
-        self.embed_dim = cfg.tau_embed_dim
+        self.embed_dim, self.output = cfg.tau_embed_dim, cfg.score_output
         seq = cfg.horizon * act_dim
         self.net = mlp(cfg.latent_dim + seq + cfg.tau_embed_dim, [cfg.mlp_dim, cfg.mlp_dim], seq)
+        betas = np.linspace(cfg.beta_start, cfg.beta_end, cfg.num_levels)
+        self.register_buffer("alpha_bar", torch.as_tensor(np.cumprod(1 - betas), dtype=torch.float32),
+                             persistent=False)
 
-    def forward(self, z: torch.Tensor, x: torch.Tensor, level: torch.Tensor | int) -> torch.Tensor:
-        """z [B, L], x [B, H, A], level: one for the whole batch or one per row ([B]) -> score [B, H, A]."""
+    def raw(self, z: torch.Tensor, x: torch.Tensor, level: torch.Tensor | int) -> torch.Tensor:
+        """The network's own output [B, H, A]: a score, or a mean (see the class docstring)."""
         level = torch.as_tensor(level, device=x.device).reshape(-1)
         emb = sinusoidal_embedding(level, self.embed_dim).expand(x.shape[0], -1)
         return self.net(torch.cat([z, x.flatten(1), emb], dim=-1)).view_as(x)
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor, level: torch.Tensor | int) -> torch.Tensor:
+        """z [B, L], x [B, H, A], level: one for the whole batch or one per row ([B]) -> score [B, H, A]."""
+        out = self.raw(z, x, level)
+        if self.output == "score":
+            return out
+        abar = self.alpha_bar[torch.as_tensor(level, device=x.device).reshape(-1)].view(-1, 1, 1)
+        return (abar.sqrt() * out - x) / (1 - abar)
 
 
 class WorldModel(nn.Module):
