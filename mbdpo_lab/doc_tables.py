@@ -105,7 +105,23 @@ def fidelity_table(data_dir: Path) -> str:
     return "\n".join(out)
 
 
+def csv_table(path: Path) -> str:
+    """A table kept as a CSV of its cells (header first): investigations whose cells mix numbers and notes."""
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows[1:]])
+
+
 DOCS_DATA = Path(__file__).resolve().parent.parent / "docs" / "data"
+# docs/data/tables/NAME.csv fills the block table:NAME of this page
+CSV_TABLES: dict[str, str] = {
+    "bench-history": "docs/performance.md", "torch-compile": "docs/performance.md",
+    "notebook-times": "docs/performance.md", "pendulum-runs": "docs/results.md",
+    "latent-structure": "docs/results.md", "anchor-cartpole-smooth": "docs/results.md",
+    "anchor-cartpole-three-etas": "docs/results.md", "anchor-reacher": "docs/results.md",
+    "eta-sweep": "docs/results.md",
+}
 
 # (markdown file relative to the repository root, block name) -> what generates the block
 GENERATED: dict[tuple[str, str], Callable[[], str]] = {
@@ -113,6 +129,8 @@ GENERATED: dict[tuple[str, str], Callable[[], str]] = {
     ("docs/results.md", "training"): lambda: training_table(DOCS_DATA),
     ("docs/performance.md", "bench"): lambda: bench_table(DOCS_DATA),
     ("docs/algorithm.md", "fidelity"): lambda: fidelity_table(DOCS_DATA),
+    **{(page, name): (lambda name=name: csv_table(DOCS_DATA / "tables" / f"{name}.csv"))
+       for name, page in CSV_TABLES.items()},
 }
 
 
