@@ -25,21 +25,31 @@ from .world_model import WorldModel
 PLANNERS = ("diffusion", "mppi", "policy", "score")
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else is passed to torch."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> the current CUDA device when there is one, else the CPU; anything else is passed to
+    torch. A CUDA device always comes back with its index (a bare ``cuda`` means whichever GPU is the
+    calling thread's current one, which differs between threads)."""
+    if str(name) == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available; use device=cpu or auto")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise ConfigError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA "
                           "device(s); use cuda:0 or auto")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 
 def _floats(**values: torch.Tensor | float) -> dict[str, float]:
-    return {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in values.items()}
+    """Scalars as Python floats, with one device-to-host transfer for all tensors (one GPU sync, not one each)."""
+    keys = [k for k, v in values.items() if isinstance(v, torch.Tensor)]
+    out = {k: float(v) for k, v in values.items() if not isinstance(v, torch.Tensor)}
+    if keys:
+        stacked = torch.stack([values[k].detach().float().reshape(()) for k in keys])
+        out.update(zip(keys, stacked.cpu().tolist()))
+    return {k: out[k] for k in values}
 
 
 class RunningScale:
@@ -268,7 +278,11 @@ class MBDPO:
         self.wm.energy_std.mul_(m).add_((1 - m) * std.clamp(min=1e-3))
 
     def to_batch(self, sample: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        return {k: torch.as_tensor(sample[k], device=self.device) for k in ("obs", "action", "reward")}
+        """A replay sample on the agent's device; to a GPU through pinned memory, without blocking."""
+        if self.device.type != "cuda":
+            return {k: torch.as_tensor(sample[k], device=self.device) for k in ("obs", "action", "reward")}
+        return {k: torch.as_tensor(sample[k]).pin_memory().to(self.device, non_blocking=True)
+                for k in ("obs", "action", "reward")}
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One gradient step of every loss on a time-major batch (obs [H+1,B,.], action/reward [H,B])."""

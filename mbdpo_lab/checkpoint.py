@@ -25,7 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from . import __version__
-from .agent import MBDPO
+from .agent import MBDPO, resolve_device
 from .config import Config, ConfigError
 from .data import data_dir
 from .errors import CheckpointError
@@ -76,7 +76,7 @@ def save_checkpoint(agent: MBDPO, path: str | Path, meta: dict[str, Any] | None 
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = agent.tensors(include_optimizer=include_optimizer, acting_only=acting_only)
     full_meta = {"format": FORMAT, "code_version": __version__, "obs_dim": agent.obs_dim,
-                 "act_dim": agent.act_dim, "task": agent.cfg.task, **(meta or {})}
+                 "act_dim": agent.act_dim, "task": agent.cfg.task, "saved_on": str(agent.device), **(meta or {})}
     config_json = agent.cfg.to_json()
     meta_json = json.dumps(full_meta, sort_keys=True, default=json_default)
     header = {"config": config_json, "meta": meta_json,
@@ -147,8 +147,12 @@ FIXED_WHEN_LOADING = ("task", "variant", "model_size", "enc_dim", "num_enc_layer
 
 def load_checkpoint(path: str | Path, device: str | torch.device | None = None,
                     overrides: dict[str, Any] | list[str] | None = None) -> Checkpoint:
-    """Verify and load a checkpoint into a ready agent. ``overrides`` change acting knobs (e.g. eta)."""
+    """Verify and load a checkpoint into a ready agent. ``overrides`` change acting knobs (e.g. eta).
+
+    ``device``: where to put it; None = ``auto`` (the GPU when there is one), whatever device it was saved on.
+    """
     cfg, meta, tensors = read_header(path)
+    saved_device = cfg.device
     if overrides:
         from .config import apply_overrides, validate
 
@@ -159,14 +163,15 @@ def load_checkpoint(path: str | Path, device: str | torch.device | None = None,
             raise ConfigError(f"{', '.join(changed)} cannot be changed when loading a checkpoint (it was trained "
                               f"with {', '.join(f'{k}={before[k]}' for k in changed)}); train a new agent instead")
         validate(cfg)
-    if device is not None:
-        from .config import validate
+    # Where it was trained is a record (meta "saved_on"), not a requirement: it loads where the user is.
+    from .config import validate
 
+    if device is None:  # an override (--set device=...) is an explicit choice too
+        device = cfg.device if cfg.device != saved_device else "auto"
+    if not isinstance(device, torch.device):  # a name the user typed: validated like any config value
         cfg.device = str(device)
         validate(cfg)
-    elif cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        cfg.device = "cpu"  # saved on a GPU machine, loaded on one without: the weights load on the CPU
-    agent = MBDPO(cfg, int(meta["obs_dim"]), int(meta["act_dim"]))
+    agent = MBDPO(cfg, int(meta["obs_dim"]), int(meta["act_dim"]), device=resolve_device(device))
     try:
         agent.load_tensors(tensors)
     except (RuntimeError, KeyError) as exc:

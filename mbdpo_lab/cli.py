@@ -198,7 +198,7 @@ def cmd_train(args) -> None:
     if args.resume:
         if not (out / "checkpoints" / "last.safetensors").exists():
             raise UsageError(f"nothing to resume in {out} (no checkpoints/last.safetensors)")
-        trainer = Trainer.resume_from(out, steps=args.steps, overrides=args.overrides)
+        trainer = Trainer.resume_from(out, steps=args.steps, overrides=args.overrides, device=args.device)
     else:
         if (out / "metrics.csv").exists():
             raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")

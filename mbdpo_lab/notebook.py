@@ -26,7 +26,7 @@ class Lab:
         """A shipped pretrained agent by name (checksum verified)."""
         from .checkpoint import load_pretrained
 
-        return load_pretrained(name, device="cpu").agent
+        return load_pretrained(name).agent  # the GPU when there is one
 
 
 def setup(quiet: bool = False) -> Lab:

@@ -51,6 +51,18 @@ def configure_gl() -> str | None:
     return None
 
 
+def render_on_device(device) -> None:
+    """With EGL, render on the training GPU (``MUJOCO_EGL_DEVICE_ID``) unless the user chose one; takes
+    effect for contexts created afterwards. EGL numbers devices on its own, which matches CUDA's order on
+    the usual single-vendor machine; CUDA_VISIBLE_DEVICES remaps CUDA only, so it is left alone then."""
+    import torch
+
+    device = torch.device(device)
+    if (device.type == "cuda" and os.environ.get("MUJOCO_GL") == "egl" and "MUJOCO_EGL_DEVICE_ID" not in os.environ
+            and "CUDA_VISIBLE_DEVICES" not in os.environ):
+        os.environ["MUJOCO_EGL_DEVICE_ID"] = str(device.index or 0)
+
+
 def check_rendering(height: int = 64, width: int = 64):
     """Render one frame of a tiny scene; returns it, or raises RenderingUnavailable with the fix."""
     try:

@@ -29,6 +29,7 @@ from .config import Config
 from .envs import EVAL_SEED_OFFSET, make_env
 from .errors import CheckpointError, TrainingDiverged
 from .episodes import run_episode
+from .rendering import render_on_device
 
 Callback = Callable[[str, dict[str, Any]], None]
 
@@ -164,6 +165,7 @@ class Trainer:
         self.eval_env = make_env(cfg.task, seed=cfg.seed + EVAL_SEED_OFFSET, action_repeat=cfg.action_repeat,
                                  episode_length=cfg.episode_length)
         self.agent = agent or MBDPO(cfg, self.env.obs_dim, self.env.act_dim)
+        render_on_device(self.agent.device)  # evaluation videos on the training GPU (EGL)
         planned = min(cfg.buffer_size, cfg.steps)  # storage for the planned run; it grows if run() goes on
         self.buffer = ReplayBuffer(self.env.obs_dim, self.env.act_dim, cfg.buffer_size, cfg.horizon, seed=cfg.seed,
                                    initial_rows=planned + planned // cfg.episode_length + 2,
@@ -414,13 +416,14 @@ class Trainer:
     @classmethod
     def resume_from(cls, out_dir: str | Path, steps: int | None = None,
                     callbacks: list[Callback] | None = None, overrides=None,
-                    controls: RunControls | None = None) -> "Trainer":
+                    controls: RunControls | None = None, device: str | None = None) -> "Trainer":
         """Continue a run from its directory (agent, optimiser, replay and counters).
 
-        ``overrides`` may change schedule knobs (eval_every, eval_episodes, ...), not the architecture.
+        ``overrides`` may change schedule knobs (eval_every, eval_episodes, ...), not the architecture;
+        ``device`` where it continues (None: ``auto``, whatever it was trained on).
         """
         out_dir = Path(out_dir)
-        ckpt = load_checkpoint(out_dir / "checkpoints" / "last.safetensors", overrides=overrides)
+        ckpt = load_checkpoint(out_dir / "checkpoints" / "last.safetensors", overrides=overrides, device=device)
         cfg = ckpt.agent.cfg
         if steps is not None:
             cfg.steps = steps

@@ -24,7 +24,9 @@ def test_round_trip_gives_identical_actions(tiny_agent, tmp_path):
     ckpt = load_checkpoint(path)
     assert ckpt.meta["env_step"] == 123 and ckpt.meta["task"] == tiny_agent.cfg.task
     assert ckpt.meta["code_version"]
-    assert ckpt.agent.cfg == tiny_agent.cfg
+    # the device it was saved on is a record; it loads where the user is (auto)
+    assert ckpt.meta["saved_on"] == "cpu" and ckpt.agent.cfg.device == "auto"
+    assert ckpt.agent.cfg.replace(device=tiny_agent.cfg.device) == tiny_agent.cfg
     np.testing.assert_array_equal(_act(ckpt.agent, 7), _act(tiny_agent, 7))
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
 
@@ -94,18 +96,22 @@ def test_architecture_override_mismatch_is_refused(tiny_agent, tmp_path):
         load_checkpoint(tmp_path)
 
 
-def test_a_checkpoint_saved_for_cuda_loads_where_there_is_no_gpu(tiny_agent, tmp_path):
-    tiny_agent.cfg.device = "cuda"  # as if trained on a GPU machine
+@pytest.mark.parametrize("trained_on", ["cuda", "cuda:0", "cuda:1", "cpu"])
+def test_a_checkpoint_loads_where_the_user_is_whatever_it_was_trained_on(tiny_agent, tmp_path, trained_on):
+    tiny_agent.cfg.device = trained_on  # as if trained there (cuda:1: a second GPU this machine may lack)
     path = save_checkpoint(tiny_agent, tmp_path / "gpu.safetensors")
     agent = load_checkpoint(path).agent
-    assert agent.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    here = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+    assert str(agent.device) == here  # auto, resolved to an explicit device
+    assert str(load_checkpoint(path, device="cpu").agent.device) == "cpu"
+    assert str(load_checkpoint(path, overrides=["device=cpu"]).agent.device) == "cpu"
 
 
 def test_pretrained_registry_checks_name_and_sha(tiny_agent, tmp_path):
     path = save_checkpoint(tiny_agent, tmp_path / "toy-agent.safetensors")
     manifest = {"agents": {"toy-agent": {"file": path.name, "sha256": file_sha256(path), "task": "x", "eta": 0.01}}}
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    assert load_pretrained("toy-agent", directory=tmp_path).agent.cfg == tiny_agent.cfg
+    assert load_pretrained("toy-agent", directory=tmp_path).agent.cfg.replace(device="cpu") == tiny_agent.cfg
     with pytest.raises(CheckpointError, match="Available: toy-agent"):
         load_pretrained("toy-agnet", directory=tmp_path)
     manifest["agents"]["toy-agent"]["sha256"] = "0" * 64

@@ -404,8 +404,11 @@ class TrainingDashboard(W.VBox):
             controls = self.controls = RunControls()
             self.trainer = None  # the view shows "starting" until the resumed trainer exists
 
+            device = self.device_w.value
+
             def make():
-                resumed = Trainer.resume_from(run_dir, steps=steps, callbacks=callbacks, controls=controls)
+                resumed = Trainer.resume_from(run_dir, steps=steps, callbacks=callbacks, controls=controls,
+                                              device=device)
                 # keep the rows before the checkpoint, so `history` covers the whole run (as metrics.csv does)
                 resumed.history = [r for r in earlier if r["step"] <= resumed.env_step] + resumed.history
                 return resumed
