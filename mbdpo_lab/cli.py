@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True)
     p.add_argument("--episodes", type=_count(1), default=10)
     p.add_argument("--replace", action="store_true", help="overwrite a shipped agent of the same name")
+    p.add_argument("--device-note", default=None,
+                   help="where it was trained, for the manifest (default: from the checkpoint, e.g. cuda:0)")
 
     p = sub.add_parser("import-checkpoint", help="convert a published TD-MPC2 or MBDPO checkpoint (.pt) into ours",
                        description="Reads the file with torch.load(weights_only=True): a pickle that would run "
@@ -304,7 +306,8 @@ def cmd_export(args) -> None:
 
     if not (Path(args.run) / "agent.safetensors").exists():
         raise UsageError(f"{args.run} has no agent.safetensors; train it first")
-    print(json.dumps(export_run(args.run, args.name, episodes=args.episodes, replace=args.replace)))
+    print(json.dumps(export_run(args.run, args.name, episodes=args.episodes, replace=args.replace,
+                                       device_note=args.device_note)))
 
 
 def cmd_import_checkpoint(args) -> None:

@@ -73,6 +73,14 @@ def check_agent_name(name: str) -> str:
     return name
 
 
+def _trained_on(meta: dict[str, Any]) -> str:
+    """Where a run was trained, from its checkpoint's record (older runs, without one, ran on the CPU)."""
+    saved_on = str(meta.get("saved_on", "cpu"))
+    if saved_on.startswith("cuda"):
+        return saved_on
+    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
 def export_run(run_dir: str | Path, name: str, directory: Path = PRETRAINED_DIR, episodes: int = 10,
                device_note: str | None = None, replace: bool = False) -> dict[str, Any]:
     """Add ``run_dir``'s agent to the shipped agents under ``name``; returns the manifest entry.
@@ -96,7 +104,7 @@ def export_run(run_dir: str | Path, name: str, directory: Path = PRETRAINED_DIR,
     entry = dict(
         file=target.name, task=cfg.task, preset=cfg.preset, eta=cfg.eta, seed=cfg.seed,
         steps=int(ckpt.meta.get("agent_step", cfg.steps)), wall_time_s=_wall_time(run_dir),
-        device=device_note or f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)",
+        device=device_note or _trained_on(ckpt.meta),
         eval_return_mean=round(result["mean_return"], 2), eval_return_std=round(result["std_return"], 2),
         eval_episodes=episodes, eval_seed=EVAL_SEED, sha256=file_sha256(target),
         size_bytes=target.stat().st_size, command=train_command(cfg, f"runs/{name}"),
