@@ -16,10 +16,11 @@ blind), and with every random draw replaced by `tests/release_noise.py`'s fixed 
   score target; the losses, the clipped gradients of one update and of the policy step, and F's
   running statistics after it; every level of one diffusion plan (candidates, values) and its result,
   once with the Monte-Carlo score and once guided by the score network;
-* ``mbdpo.pt`` / ``tdmpc2.pt``: the weights those outputs came from, saved as the release's ``save``
-  writes them (``torch.save({"model": state_dict})``), with and without the F and score heads (a
-  TD-MPC2 world model has neither). The golden tests read the weights from ``mbdpo.pt`` through our
-  importer, so they test it too.
+* ``mbdpo.pt``: the weights those outputs came from, saved as the release's ``save`` writes them
+  (``torch.save({"model": state_dict})``). The golden tests read them through our importer, so they test it too.
+* ``tdmpc2.pt``: a world model built by TD-MPC2's own code (github nicklashansen/tdmpc2, commit e9f5932,
+  ``--tdmpc2 tdmpc2/tdmpc2``) at the same size, seeded random weights, saved the same way; without
+  ``--tdmpc2``, the release's model without its F and score heads stands in for it.
 
 One deliberate change: the release pairs the latents of its energy loss (flattened time-major) with
 actions flattened batch-major. We pair each latent with its own action, so the batch handed to the
@@ -169,26 +170,58 @@ def record(agent) -> dict[str, torch.Tensor]:
     return {k: v.detach().float().contiguous() for k, v in out.items()}
 
 
+def tdmpc2_state(folder: Path, release: Path, obs: torch.Tensor, act: torch.Tensor) -> tuple[dict, dict]:
+    """A TD-MPC2 world model's state dict (its own code), seeded random weights, with the bookkeeping
+    entries; and its encoder, reward, Q and policy-mean outputs on ``obs``, ``act``."""
+    for name in [m for m in sys.modules if m == "common" or m.startswith("common.")]:
+        del sys.modules[name]  # the release's `common` package was imported first
+    sys.path.remove(str(release))
+    sys.path.insert(0, str(folder))
+    from common.world_model import WorldModel
+
+    torch.manual_seed(2)
+    model = WorldModel(release_cfg())
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(torch.randn_like(p) * (0.3 if p.dim() > 1 else 0.1) + (1.0 if ".ln." in name else 0.0))
+        model._target_Qs_params.data.copy_(model._Qs.params.data * 0.9)
+    state = dict(model.state_dict())
+    for prefix in ("_Qs.params.", "_detach_Qs_params.", "_target_Qs_params."):
+        state[prefix + "__batch_size"] = torch.Size([TINY["num_q"]])
+        state[prefix + "__device"] = torch.device("cpu")
+    model.eval()
+    with torch.no_grad(), fixed_noise():
+        z = model.encode(obs, None)
+        outputs = dict(tdmpc2_z=z, tdmpc2_reward=model.reward(z, act, None),
+                       tdmpc2_q_all=model.Q(z, act, None, "all"), tdmpc2_pi_mean=model.pi(z, None)[1]["mean"])
+    return state, {k: v.float().contiguous() for k, v in outputs.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--release", type=Path, required=True, help="the release's MBDPO/ folder (commit 5ff5a06)")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--tdmpc2", type=Path, default=None, help="TD-MPC2's tdmpc2/ folder (commit e9f5932)")
     args = ap.parse_args()
     agent = build_agent(args.release)
     # the weights the outputs come from (the update records gradients only, but its Polyak step moves
     # the target Q heads)
     full = {k: v.clone() for k, v in agent.model.state_dict().items()}
     outputs = record(agent)
+    tdmpc2 = {k: v for k, v in full.items() if not k.startswith(("_F.", "_score."))}
+    if args.tdmpc2 is not None:
+        tdmpc2, tdmpc2_outputs = tdmpc2_state(args.tdmpc2, args.release, outputs["in_obs"], outputs["in_act"])
+        outputs.update(tdmpc2_outputs)
     args.out.mkdir(parents=True, exist_ok=True)
-    save_file(outputs, str(args.out / "outputs.safetensors"), metadata={"source": "Edmond1Cheng/MBDPO@5ff5a06"})
+    save_file(outputs, str(args.out / "outputs.safetensors"),
+              metadata={"source": "Edmond1Cheng/MBDPO@5ff5a06; tdmpc2_*: nicklashansen/tdmpc2@e9f5932"})
     for prefix in ("_Qs.params.", "_detach_Qs_params.", "_target_Qs_params."):
         # the tensordict bookkeeping entries the release's checkpoints carry (see its api_model_conversion);
         # this tensordict version no longer writes them
         full[prefix + "__batch_size"] = torch.Size([TINY["num_q"]])
         full[prefix + "__device"] = torch.device("cpu")
     torch.save({"model": full}, args.out / "mbdpo.pt")
-    torch.save({"model": {k: v for k, v in full.items() if not k.startswith(("_F.", "_score."))}},
-               args.out / "tdmpc2.pt")
+    torch.save({"model": tdmpc2}, args.out / "tdmpc2.pt")
     for f in sorted(args.out.iterdir()):
         print(f"{f.name}: {f.stat().st_size / 1024:.0f} KB")
 

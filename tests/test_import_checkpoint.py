@@ -47,6 +47,14 @@ def test_imported_mbdpo_agent_computes_what_the_release_computed(imported):
 def test_imported_tdmpc2_agent_plans_unanchored_and_says_so(imported, capsys):
     agent = load_checkpoint(imported / "tdmpc2.safetensors").agent
     assert agent.cfg.eta == 0.0 and agent.wm.score_net is None
+    golden = load_file(str(FIXTURES / "outputs.safetensors"))  # what TD-MPC2's own code computed
+    with torch.no_grad():
+        z = agent.wm.encode(golden["in_obs"])
+        torch.testing.assert_close(z, golden["tdmpc2_z"], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(agent.wm.reward_logits(z, golden["in_act"]), golden["tdmpc2_reward"],
+                                   rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(agent.wm.q_logits(z, golden["in_act"]), golden["tdmpc2_q_all"], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(agent.wm.pi(z).mean, golden["tdmpc2_pi_mean"], rtol=1e-4, atol=1e-5)
     main(["import-checkpoint", str(FIXTURES / "tdmpc2.pt"), "--format", "tdmpc2", "--task", "reacher-easy",
           "--out", str(imported / "again")])
     assert "eta = 0" in capsys.readouterr().err
