@@ -56,8 +56,9 @@ class DMControlEnv:
         domain, task_name = resolve_task(task)
         self.name = task
         self.action_repeat, self.episode_length = action_repeat, episode_length
-        self._env = suite.load(domain, task_name, task_kwargs={"random": seed},
-                               environment_kwargs={"flat_observation": False})
+        with _quiet_model_compiler():
+            self._env = suite.load(domain, task_name, task_kwargs={"random": seed},
+                                   environment_kwargs={"flat_observation": False})
         spec = self._env.action_spec()
         self._low, self._high = spec.minimum.astype(np.float32), spec.maximum.astype(np.float32)
         self.act_dim = int(spec.shape[0])
@@ -135,6 +136,25 @@ class DMControlEnv:
 EVAL_SEED_OFFSET = 10_000
 MEASURE_SEED_OFFSET = 20_000
 LATENTS_SEED_OFFSET = 30_000
+
+
+class _quiet_model_compiler:
+    """Hide one absl warning while dm_control compiles a model: MuJoCo 3.17 deprecates the
+    ``settotalmass`` attribute that dm_control's own walker and cheetah files use. It is theirs to
+    change, not the user's, and in a notebook its red text reads as a failure. Other messages pass."""
+
+    def __enter__(self):
+        import logging
+
+        self._logger = logging.getLogger("absl")
+        self._logger.addFilter(self._drop)
+
+    def __exit__(self, *exc):
+        self._logger.removeFilter(self._drop)
+
+    @staticmethod
+    def _drop(record) -> bool:
+        return "settotalmass" not in record.getMessage()
 
 
 def make_env(task: str, seed: int = 0, action_repeat: int = 2, episode_length: int = 500) -> DMControlEnv:

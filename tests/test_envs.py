@@ -46,3 +46,16 @@ def test_close_releases_the_simulation_and_is_idempotent():
         env.render(32, 32)
     assert env._env is None  # native data and GL contexts freed when the block ends
     env.close()  # a second close is harmless
+
+
+def test_making_a_walker_shows_no_deprecation_noise(caplog):
+    """dm_control's walker uses MuJoCo's deprecated settotalmass: that warning is dropped, others are not."""
+    import logging
+
+    from mbdpo_lab.envs import _quiet_model_compiler
+
+    with caplog.at_level(logging.WARNING):
+        make_env("walker-walk", seed=0)
+        with _quiet_model_compiler():
+            logging.getLogger("absl").warning("something else")
+    assert "settotalmass" not in caplog.text and "something else" in caplog.text

@@ -60,6 +60,7 @@ def project(rollouts: LatentRollouts, method: str = "umap", dims: int = 2, seed:
             progress: bool = True, **kwargs) -> Projection:
     """Fit on pooled real latents, transform imagined branches; cached."""
     import time
+    import warnings
 
     from tqdm.auto import tqdm
 
@@ -76,7 +77,11 @@ def project(rollouts: LatentRollouts, method: str = "umap", dims: int = 2, seed:
     bar.update(1)
     bar.set_description(f"{method}: fitting {len(real)} points"
                         + (" (first fit compiles numba, ~10 s)" if method == "umap" else ""))
-    real_2d = reducer.fit_transform(real)
+    with warnings.catch_warnings():
+        # umap warns on every seeded fit that a seed forces one thread ("n_jobs value 1 overridden"):
+        # reproducible projections are what we want, and the red text reads as a failure in a notebook
+        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+        real_2d = reducer.fit_transform(real)
     bar.update(1)
     bar.set_description(f"{method}: placing {len(imagined)} imagined points")
     imag_2d = reducer.transform(imagined) if len(imagined) else np.zeros((0, dims))
