@@ -538,11 +538,11 @@ class TrainingDashboard(W.VBox):
             else:
                 self._say(f"Training failed at step {step:,}. "
                           + (f"Checkpoint of that state: {ckpt}. " if saved else "No checkpoint could be written. ")
-                          + "The agent stays usable as <code>dashboard.agent</code>; Resume continues from the "
+                          + "The agent stays usable as this dashboard's <code>.agent</code>; Resume continues from the "
                           "checkpoint.", "error")
         elif trainer is not None and trainer.state == "stopped":
             self._say(f"Stopped at step {trainer.env_step:,}; checkpoint {ckpt}. The agent is "
-                      "<code>dashboard.agent</code>; Resume continues from this step.", "ok")
+                      "this dashboard's <code>.agent</code>; Resume continues from this step.", "ok")
         elif trainer is not None and trainer.state == "finished":
             last = self.data.eval_return.last
             self._say(f"Finished {trainer.env_step:,} steps"
