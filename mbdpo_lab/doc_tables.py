@@ -105,6 +105,19 @@ def fidelity_table(data_dir: Path) -> str:
     return "\n".join(out)
 
 
+def score_policy_table(data_dir: Path) -> str:
+    """Score-only acting against the full planner, from `mbdpo-lab score-policy` rows."""
+    with open(data_dir / "score_policy.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    out = ["| agent | score network output | fitted (updates x latents, s) | final loss | planner | "
+           "return, 10 episodes | ms per action |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| `{r['checkpoint']}` | {r['score_output']} | {int(r['updates']):,} x {r['batch_size']}, "
+                   f"{float(r['fit_seconds']):.0f} s | {float(r['final_loss']):.3g} | {r['planner']} | "
+                   f"{float(r['mean_return']):.1f} ± {float(r['std_return']):.1f} | {float(r['ms_per_action']):.1f} |")
+    return "\n".join(out)
+
+
 def csv_table(path: Path) -> str:
     """A table kept as a CSV of its cells (header first): investigations whose cells mix numbers and notes."""
     with open(path, newline="") as fh:

@@ -15,7 +15,6 @@ Generators made with ``torch.Generator(device=meta)`` are CPU generators remembe
 """
 from __future__ import annotations
 
-import sys
 import traceback
 from pathlib import Path
 
@@ -162,4 +161,3 @@ def report(mode: DeviceDiscipline) -> str:
 
 
 __all__ = ["DeviceDiscipline", "OnDevice", "STANDIN", "report"]
-_ = sys  # the module is imported by tests only
