@@ -15,7 +15,6 @@ from mbdpo_lab.analysis.denoising import collect_rollout, plan_trace
 from mbdpo_lab.analysis.model_check import reward_check
 from mbdpo_lab.checkpoint import load_checkpoint, save_checkpoint
 from mbdpo_lab.config import make_config
-from mbdpo_lab.envs import make_env
 from mbdpo_lab.trainer import Trainer, evaluate
 
 
