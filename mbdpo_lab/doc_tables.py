@@ -142,6 +142,7 @@ GENERATED: dict[tuple[str, str], Callable[[], str]] = {
     ("docs/results.md", "training"): lambda: training_table(DOCS_DATA),
     ("docs/performance.md", "bench"): lambda: bench_table(DOCS_DATA),
     ("docs/algorithm.md", "fidelity"): lambda: fidelity_table(DOCS_DATA),
+    ("docs/algorithm.md", "score-policy"): lambda: score_policy_table(DOCS_DATA),
     **{(page, name): (lambda name=name: csv_table(DOCS_DATA / "tables" / f"{name}.csv"))
        for name, page in CSV_TABLES.items()},
 }
