@@ -62,28 +62,35 @@ def training_table(data_dir: Path, directory: Path = PRETRAINED_DIR,
     return "\n".join(rows)
 
 
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    """A markdown table: header cells, then one list of cells per row."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
 def bench_table(data_dir: Path) -> str:
     """Planner and update cost against this machine's matmul ceiling, from `mbdpo-lab bench` rows."""
-    with open(data_dir / "bench.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    out = ["| preset, planner dtype | planner ms / GFLOP/s / fraction | update ms / GFLOP/s / fraction | "
-           "matmul ceiling fp32 / bf16 GFLOP/s | processor, threads |", "|---|---|---|---|---|"]
-    for r in rows:
-        out.append(f"| {r['preset']}, {r['dtype']} | {r['planner_ms_per_action']} / {r['planner_gflops_per_s']} / "
-                   f"{r['planner_fraction_of_peak']} | {r['update_ms']} / {r['update_gflops_per_s']} / "
-                   f"{r['update_fraction_of_peak']} | {r['matmul_peak_fp32_gflops_per_s']} / "
-                   f"{r['matmul_peak_bf16_gflops_per_s']} | {r['cpu']}, {r['threads']} |")
-    return "\n".join(out)
+    return _markdown(
+        ["preset, planner dtype", "planner ms / GFLOP/s / fraction", "update ms / GFLOP/s / fraction",
+         "matmul ceiling fp32 / bf16 GFLOP/s", "processor, threads"],
+        [[f"{r['preset']}, {r['dtype']}",
+          f"{r['planner_ms_per_action']} / {r['planner_gflops_per_s']} / {r['planner_fraction_of_peak']}",
+          f"{r['update_ms']} / {r['update_gflops_per_s']} / {r['update_fraction_of_peak']}",
+          f"{r['matmul_peak_fp32_gflops_per_s']} / {r['matmul_peak_bf16_gflops_per_s']}",
+          f"{r['cpu']}, {r['threads']}"] for r in _csv_rows(data_dir / "bench.csv")])
 
 
 def fidelity_table(data_dir: Path) -> str:
     """Variant release against variant lab, per task, mean (± std over seeds) of `mbdpo-lab fidelity` rows."""
     import numpy as np
 
-    with open(data_dir / "fidelity.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
     groups: dict[tuple[str, str], list[dict[str, str]]] = {}
-    for r in rows:
+    for r in _csv_rows(data_dir / "fidelity.csv"):
         groups.setdefault((r["task"], r["variant"]), []).append(r)
 
     def cell(runs: list[dict[str, str]], key: str, digits: int) -> str:
@@ -107,23 +114,21 @@ def fidelity_table(data_dir: Path) -> str:
 
 def score_policy_table(data_dir: Path) -> str:
     """Score-only acting against the full planner, from `mbdpo-lab score-policy` rows."""
-    with open(data_dir / "score_policy.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    out = ["| agent | score network output | fitted (updates x latents, s) | final loss | planner | "
-           "return, 10 episodes | ms per action |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        out.append(f"| `{r['checkpoint']}` | {r['score_output']} | {int(r['updates']):,} x {r['batch_size']}, "
-                   f"{float(r['fit_seconds']):.0f} s | {float(r['final_loss']):.3g} | {r['planner']} | "
-                   f"{float(r['mean_return']):.1f} ± {float(r['std_return']):.1f} | {float(r['ms_per_action']):.1f} |")
-    return "\n".join(out)
+    return _markdown(
+        ["agent", "score network output", "fitted (updates x latents, s)", "final loss", "planner",
+         "return, 10 episodes", "ms per action"],
+        [[f"`{r['checkpoint']}`", r["score_output"],
+          f"{int(r['updates']):,} x {r['batch_size']}, {float(r['fit_seconds']):.0f} s",
+          f"{float(r['final_loss']):.3g}", r["planner"],
+          f"{float(r['mean_return']):.1f} ± {float(r['std_return']):.1f}", f"{float(r['ms_per_action']):.1f}"]
+         for r in _csv_rows(data_dir / "score_policy.csv")])
 
 
 def csv_table(path: Path) -> str:
     """A table kept as a CSV of its cells (header first): investigations whose cells mix numbers and notes."""
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows[1:]])
+    return _markdown(rows[0], rows[1:])
 
 
 DOCS_DATA = Path(__file__).resolve().parent.parent / "docs" / "data"
