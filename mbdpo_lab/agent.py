@@ -245,14 +245,11 @@ class MBDPO:
         the one with the highest current F is the negative. Loss 0.5 (BCE(F+, 1) + BCE(F-, 0)),
         unweighted over t.
         """
-        wm, cfg = self.wm, self.cfg
+        wm = self.wm
         z = z.detach()
         rows = torch.arange(a.shape[0], device=a.device)
         with torch.no_grad():
-            pi_a = wm.pi(z).action
-            noisy = (pi_a + cfg.energy_noise_std * torch.randn_like(pi_a)).clamp(-1, 1)
-            uniform = (2.0 * torch.rand_like(pi_a) - 1.0).clamp(-1, 1)
-            cands = torch.stack([pi_a, noisy, uniform], 1)  # [M, 3, A]
+            cands = self.release_candidates(z)  # [M, 3, A]
             cand_logits = wm.energy_logit(z.unsqueeze(1).expand(-1, 3, -1).flatten(0, 1),
                                           cands.flatten(0, 1)).view(-1, 3)
             negatives = cands[rows, cand_logits.argmax(1)]
@@ -261,6 +258,17 @@ class MBDPO:
         loss = 0.5 * (F.binary_cross_entropy_with_logits(pos, torch.ones_like(pos))
                       + F.binary_cross_entropy_with_logits(neg, torch.zeros_like(neg)))
         return EnergyLossOut(loss, pos.detach(), neg.detach(), negatives)
+
+    @torch.no_grad()
+    def release_candidates(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The release's three off-data candidates at each latent z [M, L] -> [M, 3, A]: a policy-prior
+        sample, that sample plus energy_noise_std N(0, I) (clipped), and a uniform action."""
+        pi_a = self.wm.pi(z, generator).action
+        noise = torch.randn(pi_a.shape, generator=generator, device=pi_a.device, dtype=pi_a.dtype)
+        noisy = (pi_a + self.cfg.energy_noise_std * noise).clamp(-1, 1)
+        uniform = (2.0 * torch.rand(pi_a.shape, generator=generator, device=pi_a.device, dtype=pi_a.dtype)
+                   - 1.0).clamp(-1, 1)
+        return torch.stack([pi_a, noisy, uniform], 1)
 
     @torch.no_grad()
     def _update_energy_stats_release(self, logits: torch.Tensor) -> None:

@@ -151,11 +151,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device | None = None,
 
     ``device``: where to put it; None = ``auto`` (the GPU when there is one), whatever device it was saved on.
     """
+    from .config import apply_overrides, validate
+
     cfg, meta, tensors = read_header(path)
     saved_device = cfg.device
     if overrides:
-        from .config import apply_overrides, validate
-
         before = {k: getattr(cfg, k) for k in FIXED_WHEN_LOADING}
         apply_overrides(cfg, overrides)
         changed = sorted(k for k, v in before.items() if getattr(cfg, k) != v)
@@ -164,8 +164,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device | None = None,
                               f"with {', '.join(f'{k}={before[k]}' for k in changed)}); train a new agent instead")
         validate(cfg)
     # Where it was trained is a record (meta "saved_on"), not a requirement: it loads where the user is.
-    from .config import validate
-
     if device is None:  # an override (--set device=...) is an explicit choice too
         device = cfg.device if cfg.device != saved_device else "auto"
     if not isinstance(device, torch.device):  # a name the user typed: validated like any config value

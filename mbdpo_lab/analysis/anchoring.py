@@ -520,11 +520,11 @@ def sweep_observation(task: str, seed: int = 0, steps: int = 25, action_repeat: 
 
 
 @torch.no_grad()
-def energy_separation(agent, data: BehaviourData, seed: int = 0, noise_std: float = 0.5) -> dict[str, float]:
+def energy_separation(agent, data: BehaviourData, seed: int = 0) -> dict[str, float]:
     """How well F tells replay actions from off-data ones, on one scale for every variant.
 
     At the replay's observations z = h(o): F on the replay action (data) and on the release's three
-    candidates (a policy-prior sample, that sample plus ``noise_std`` N(0, I) clipped, a uniform
+    candidates (`MBDPO.release_candidates`: a policy-prior sample, that sample plus noise, a uniform
     action). ``f_accuracy`` = 0.5 (P[F_data > 0] + P[max_k F_k < 0]), the training loss's accuracy
     against the hardest candidate; ``f_auc_uniform`` = P[F_data > F_uniform] (calibration-free);
     ``f_std_data`` = std of the raw logits on data (near 0 = a flat F, no anchor).
@@ -534,11 +534,9 @@ def energy_separation(agent, data: BehaviourData, seed: int = 0, noise_std: floa
     obs = torch.as_tensor(data.obs, device=agent.device, dtype=torch.float32)
     act = torch.as_tensor(data.actions, device=agent.device, dtype=torch.float32)
     z = wm.encode(obs)
-    pi_a = wm.pi(z, gen).action
-    noisy = (pi_a + noise_std * torch.randn(pi_a.shape, generator=gen, device=pi_a.device)).clamp(-1, 1)
-    uniform = torch.rand(pi_a.shape, generator=gen, device=pi_a.device) * 2 - 1
     f_data = wm.energy_logit(z, act).squeeze(-1)
-    f_cands = torch.stack([wm.energy_logit(z, a).squeeze(-1) for a in (pi_a, noisy, uniform)])
+    cands = agent.release_candidates(z, gen)  # [N, 3, A]
+    f_cands = torch.stack([wm.energy_logit(z, cands[:, k]).squeeze(-1) for k in range(3)])
     return dict(
         f_accuracy=float(0.5 * ((f_data > 0).float().mean() + (f_cands.max(0).values < 0).float().mean())),
         f_auc_uniform=float((f_data > f_cands[2]).float().mean()),

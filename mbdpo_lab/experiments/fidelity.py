@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.anchoring import BehaviourData, collect_anchor_rollouts, energy_separation, evaluation_metrics
+from ..analysis.curves import read_eval_curve
 from ..checkpoint import load_checkpoint
 from ..envs import MEASURE_SEED_OFFSET, make_env
 from ..errors import UsageError
@@ -22,12 +23,6 @@ COLUMNS = ["run", "task", "variant", "seed", "steps", "eval_10k", "eval_20k", "e
            "measure_episodes"]
 
 
-def eval_curve(run_dir: Path) -> dict[int, float]:
-    """Step -> mean evaluation return, from a run's metrics.csv."""
-    with open(run_dir / "metrics.csv", newline="") as fh:
-        return {int(r["step"]): float(r["eval_return"]) for r in csv.DictReader(fh) if r["kind"] == "eval"}
-
-
 def measure_run(run_dir: str | Path, episodes: int = 5, seed: int = 0) -> dict[str, Any]:
     """One row of the fidelity table for a finished (or stopped) training run."""
     run_dir = Path(run_dir)
@@ -36,7 +31,8 @@ def measure_run(run_dir: str | Path, episodes: int = 5, seed: int = 0) -> dict[s
         raise UsageError(f"{run_dir} has no checkpoints/last.safetensors; pass a run directory of `mbdpo-lab train`")
     ckpt = load_checkpoint(agent_file, device="cpu")
     agent, cfg = ckpt.agent, ckpt.agent.cfg
-    curve = eval_curve(run_dir)
+    _, steps, means, _ = read_eval_curve(run_dir)
+    curve = dict(zip(steps.tolist(), means.tolist()))
     row: dict[str, Any] = dict(run=run_dir.name, task=cfg.task, variant=cfg.variant, seed=cfg.seed,
                                steps=int(ckpt.meta.get("env_step", max(curve, default=0))),
                                eval_episodes=cfg.eval_episodes, measure_episodes=episodes)
