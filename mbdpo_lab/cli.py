@@ -138,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=_count(1), default=5, help="noise-free episodes for the over-estimation")
     p.add_argument("--seed", type=_count(0), default=0)
 
+    p = sub.add_parser("lessons", help="the notebooks' precomputed data: list and check it, or --build it again")
+    p.add_argument("--build", nargs="*", metavar="NAME", default=None,
+                   help="remake these assets (none named: all) from the shipped agents, into the package's data")
+
     _add_compare_anchor(sub)
     p = sub.add_parser("anchor-table", help="markdown table of compare-anchor output directories")
     p.add_argument("dirs", nargs="+", metavar="DIR", help="directories written by compare-anchor --out")
@@ -382,11 +386,24 @@ def cmd_anchor_table(args) -> None:
     print(markdown_table(args.dirs))
 
 
+def cmd_lessons(args) -> None:
+    from .experiments import lessons
+
+    if args.build is not None:
+        unknown = [n for n in args.build if n not in lessons.ASSETS]
+        if unknown:
+            raise UsageError(f"no lesson data named {unknown[0]!r}; choose from {', '.join(lessons.ASSETS)}")
+        lessons.build(args.build or None)
+    for name, asset in lessons.ASSETS.items():
+        problems = lessons.problems(name)
+        print(f"{name:12s} {'OK' if not problems else 'NOT USABLE: ' + '; '.join(problems)}  ({asset.what})")
+
+
 COMMANDS = {"tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
             "eval": cmd_eval, "bench": cmd_bench, "latents": cmd_latents,
             "export": cmd_export, "compare-anchor": cmd_compare_anchor, "anchor-table": cmd_anchor_table,
             "import-checkpoint": cmd_import_checkpoint, "score-policy": cmd_score_policy,
-            "fidelity": cmd_fidelity}
+            "fidelity": cmd_fidelity, "lessons": cmd_lessons}
 
 
 def _check_out_dir(path: str) -> None:

@@ -124,6 +124,49 @@ def score_policy_table(data_dir: Path) -> str:
          for r in _csv_rows(data_dir / "score_policy.csv")])
 
 
+NOTEBOOK_TIMES = "notebook_times.csv"  # appended by `python tests/lab_browser.py notebooks/*.ipynb --csv ...`
+
+
+def notebook_times_table(data_dir: Path) -> str:
+    """The latest browser measurement of every notebook: time to its first output and to the end of Run
+    All, normal mode (and fast mode when measured), with the machine and its load."""
+    latest: dict[tuple[str, str], dict[str, str]] = {}
+    for r in _csv_rows(data_dir / NOTEBOOK_TIMES):
+        latest[(r["notebook"], r["mode"])] = r  # rows are appended in time order
+    names = sorted({name for name, _ in latest})
+
+    def seconds(row: dict[str, str] | None, key: str) -> str:
+        if row is None or row[key] in ("", "None"):
+            return "–"
+        return f"{float(row[key]):.0f} s" + ("" if row["finished"] == "True" else " (did not finish)")
+
+    rows = []
+    for name in names:
+        normal, fast = latest.get((name, "normal")), latest.get((name, "fast"))
+        ref = normal or fast
+        rows.append([f"`{name}`", seconds(normal, "first_output_s"), seconds(normal, "run_all_s"),
+                     seconds(fast, "run_all_s"), f"{ref['date']}, load {float(ref['load_1min']):.1f}"])
+    return _markdown(["notebook", "first output", "Run All, normal mode", "Run All, fast mode",
+                      "measured (date, 1-min load of the 2 cores)"], rows)
+
+
+def lessons_table() -> str:
+    """The shipped lesson data, from its manifest: what each asset holds, its size and what it took to make."""
+    import json
+
+    from .data import data_dir
+
+    folder = data_dir("lessons")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    rows = []
+    for name, entry in sorted(manifest.items()):
+        size = sum((folder / name / f).stat().st_size for f in entry["files"])
+        rows.append([f"`{name}`", entry["what"], ", ".join(f"`{a}`" for a in entry["agents"]),
+                     f"{size / 1024:.0f} KiB", f"{entry['build_seconds']:.0f} s", f"`{entry['command']}`"])
+    return _markdown(["asset", "holds", "made from", "size", "made in (2 cores, beside two trainings)", "remake"],
+                     rows)
+
+
 def csv_table(path: Path) -> str:
     """A table kept as a CSV of its cells (header first): investigations whose cells mix numbers and notes."""
     with open(path, newline="") as fh:
@@ -135,7 +178,7 @@ DOCS_DATA = Path(__file__).resolve().parent.parent / "docs" / "data"
 # docs/data/tables/NAME.csv fills the block table:NAME of this page
 CSV_TABLES: dict[str, str] = {
     "bench-history": "docs/performance.md", "torch-compile": "docs/performance.md",
-    "notebook-times": "docs/performance.md", "pendulum-runs": "docs/results.md",
+    "notebook-times-before": "docs/performance.md", "pendulum-runs": "docs/results.md",
     "latent-structure": "docs/results.md", "anchor-cartpole-smooth": "docs/results.md",
     "anchor-cartpole-three-etas": "docs/results.md", "anchor-reacher": "docs/results.md",
     "eta-sweep": "docs/results.md",
@@ -144,6 +187,8 @@ CSV_TABLES: dict[str, str] = {
 # (markdown file relative to the repository root, block name) -> what generates the block
 GENERATED: dict[tuple[str, str], Callable[[], str]] = {
     ("README.md", "agents"): agents_table,
+    ("README.md", "notebook-times"): lambda: notebook_times_table(DOCS_DATA),
+    ("docs/lessons.md", "lesson-data"): lessons_table,
     ("docs/results.md", "training"): lambda: training_table(DOCS_DATA),
     ("docs/performance.md", "bench"): lambda: bench_table(DOCS_DATA),
     ("docs/algorithm.md", "fidelity"): lambda: fidelity_table(DOCS_DATA),

@@ -105,6 +105,27 @@ class DMControlEnv:
             self._env._step_count, self._env._reset_next_step, self._t = counters
         return obs, float(reward)
 
+    def physics_state(self) -> np.ndarray:
+        """MuJoCo's physical state now (time, positions, velocities, actuator activations): enough to
+        render this instant again (`render_state`), a fifth of the size of the full integration state."""
+        import mujoco
+
+        return self._env.physics.get_state(mujoco.mjtState.mjSTATE_FULLPHYSICS).astype(np.float64)
+
+    def render_state(self, state: np.ndarray, height: int = 240, width: int = 320) -> np.ndarray:
+        """The frame of a recorded `physics_state`; the episode's own state is restored afterwards."""
+        import mujoco
+
+        physics, sig = self._env.physics, mujoco.mjtState.mjSTATE_INTEGRATION
+        saved = physics.get_state(sig)
+        try:
+            physics.set_state(np.asarray(state, np.float64), mujoco.mjtState.mjSTATE_FULLPHYSICS)
+            physics.forward()
+            return self.render(height, width)
+        finally:
+            physics.set_state(saved, sig)
+            physics.forward()
+
     def render(self, height: int = 240, width: int = 320, camera: int | str = 0) -> np.ndarray:
         """An RGB frame [height, width, 3] uint8; a GL failure names the packages to install."""
         try:

@@ -5,11 +5,18 @@ an agent in an environment (evaluation, videos, the widgets' rollouts, the laten
 analyses) calls `run_episode`, so they all act exactly as evaluation does. The agent's warm start is
 scoped: a run leaves it as it found it. A caller that needs more per step (the imagined plan, the
 prior's action) passes ``on_plan``, which sees each decision before the environment steps.
+
+``record=True`` keeps what lets an episode be looked at again without re-planning: every final plan
+and MuJoCo's state at every step. Saved (`save_episodes`, npz, no pickle), it is a few tens of KB; its
+latents, imagined branches and model checks are recomputed in milliseconds and its frames rendered on
+demand (`StateFrames`): the lessons ship such recordings instead of planning for minutes in class.
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -33,6 +40,8 @@ class Episode:
     warm_starts: list[np.ndarray | None] = field(default_factory=list)  # the plan step t started from
     render_error: str = ""  # why frames are missing, when rendering failed and was tolerated
     stopped: bool = False  # should_stop() ended the episode early
+    plans: np.ndarray | None = None  # [T, H, A] the final plan of every decision (``record``)
+    states: np.ndarray | None = None  # [T+1, S] MuJoCo integration state before every step and after the last
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -42,19 +51,85 @@ class Episode:
         return float(sum(self.rewards.tolist()))  # left to right, as the step loop adds them
 
 
+_RECORDED = ("obs", "actions", "rewards", "plan_ms", "plans", "states")
+
+
+def save_episodes(path: str | Path, episodes: list[Episode], **meta) -> Path:
+    """One npz of recorded episodes (no frames: `StateFrames` renders them again from ``states``) with
+    ``meta`` (task, seed, ...) as JSON text; nothing in it needs pickle to read."""
+    import json
+
+    arrays = {f"ep{i}_{k}": getattr(ep, k) for i, ep in enumerate(episodes) for k in _RECORDED
+              if getattr(ep, k) is not None}
+    np.savez_compressed(path, meta=np.array(json.dumps(dict(meta, episodes=len(episodes)))), **arrays)
+    return Path(path)
+
+
+def load_episodes(path: str | Path) -> tuple[list[Episode], dict]:
+    """(episodes, meta) from `save_episodes`' file."""
+    import json
+
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        episodes = [Episode(**{k: data[f"ep{i}_{k}"] for k in _RECORDED if f"ep{i}_{k}" in data.files})
+                    for i in range(meta["episodes"])]
+    return episodes, meta
+
+
+# One rendering env per (thread, task), kept for the process: an env owns an OpenGL context bound to
+# the thread that made it, and one collected later on another thread fails to free it (EGL errors).
+_RENDER_ENVS: dict[tuple[int, str], object] = {}
+
+
+def _render_env(task: str):
+    import threading
+
+    key = (threading.get_ident(), task)
+    if key not in _RENDER_ENVS:
+        from .envs import make_env
+
+        _RENDER_ENVS[key] = make_env(task)
+    return _RENDER_ENVS[key]
+
+
+class StateFrames(Sequence):
+    """The frames of a recorded episode, rendered when asked for (a slider shows one at a time)."""
+
+    def __init__(self, task: str, states: np.ndarray, size: int = 96):
+        self.task, self.states, self.size = task, states, size
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.states), self.size, self.size, 3)
+
+    def __getitem__(self, t):
+        if isinstance(t, slice):
+            return np.stack([self[i] for i in range(*t.indices(len(self)))])
+        return _render_env(self.task).render_state(self.states[t], self.size, self.size)
+
+    def __array__(self, dtype=None, copy=None):
+        frames = self[:]
+        return frames if dtype is None else frames.astype(dtype)
+
+
 def run_episode(agent, env, generator: torch.Generator | None = None, *, planner: str | None = None,
                 trace: bool = False, max_steps: int | None = None,
                 frame_size: int | tuple[int, int] | None = None, final_frame: bool = False,
                 tolerate_render_errors: bool = False, record_warm_starts: bool = False,
-                on_plan: PlanHook | None = None, should_stop: Callable[[], bool] | None = None) -> Episode:
+                on_plan: PlanHook | None = None, should_stop: Callable[[], bool] | None = None,
+                record: bool = False) -> Episode:
     """Reset ``env`` and act with ``agent``'s planner, without exploration noise, until the episode ends.
 
     ``generator`` is the only source of randomness (the global torch RNG is not touched).
     ``frame_size`` renders a frame before every step (and after the last with ``final_frame``).
     ``should_stop()`` is asked before every step; when it turns true the episode ends with ``stopped``.
+    ``record`` keeps every final plan and the simulator state (see the module's docstring).
     """
     size = (frame_size, frame_size) if isinstance(frame_size, int) else frame_size
-    obs_l, act_l, rew_l, ms_l, frames, warm = [], [], [], [], [], []
+    obs_l, act_l, rew_l, ms_l, frames, warm, plans, states = [], [], [], [], [], [], [], []
     render_error, stopped = "", False
 
     def render() -> None:
@@ -78,18 +153,24 @@ def run_episode(agent, env, generator: torch.Generator | None = None, *, planner
                 prev = agent.prev_plan
                 warm.append(None if t == 0 or prev is None else prev.float().cpu().numpy().copy())
             render()
+            if record:
+                states.append(env.physics_state())
             start = time.perf_counter()
             result = agent.plan(obs, t0=(t == 0), planner=planner, trace=trace, generator=generator)
             ms_l.append(1000 * (time.perf_counter() - start))
             if on_plan is not None:
                 on_plan(t, obs, result)
             action = result.action.clamp(-1, 1).float().cpu().numpy()
+            if record:
+                plans.append(result.plan.float().cpu().numpy())
             obs_l.append(np.asarray(obs, np.float32))
             act_l.append(action)
             obs, reward, done = env.step(action)
             rew_l.append(reward)
             t += 1
         obs_l.append(np.asarray(obs, np.float32))
+        if record:
+            states.append(env.physics_state())
         if final_frame and not stopped:
             render()
     act_dim = getattr(agent, "act_dim", 0)
@@ -97,4 +178,6 @@ def run_episode(agent, env, generator: torch.Generator | None = None, *, planner
                    actions=np.asarray(act_l, np.float32).reshape(len(act_l), act_dim),
                    rewards=np.asarray(rew_l, np.float64), plan_ms=np.asarray(ms_l, np.float64),
                    frames=np.asarray(frames, np.uint8) if frames and not render_error else None,
-                   warm_starts=warm, render_error=render_error, stopped=stopped)
+                   warm_starts=warm, render_error=render_error, stopped=stopped,
+                   plans=np.asarray(plans, np.float32) if record else None,
+                   states=np.asarray(states, np.float64) if record else None)

@@ -29,17 +29,46 @@ class Lab:
         return load_pretrained(name).agent  # the GPU when there is one
 
 
+def _warm_plotting_imports() -> None:
+    """Import plotly's widget machinery in the background: its first import pulls nbformat and jsonschema,
+    whose IRI grammar alone takes 3 s to build on an idle 2-core laptop (10 s or more on a busy one), and
+    a lesson's first figure would otherwise wait for it after the cells before it."""
+    import threading
+
+    def work() -> None:
+        try:
+            import plotly.graph_objects as go
+
+            go.FigureWidget  # noqa: B018 - the attribute access is the (lazy) import
+        except Exception:  # noqa: BLE001 - only a head start: the cell that needs it imports it again
+            pass
+
+    threading.Thread(target=work, name="warm-plotly-imports", daemon=True).start()
+
+
 def setup(quiet: bool = False) -> Lab:
     fast = os.environ.get("MBDPO_FAST", "0") not in ("", "0", "false", "False")
     try:
         rendering.check_rendering()
     except rendering.RenderingUnavailable as exc:
         raise SystemExit(str(exc)) from None
+    _warm_plotting_imports()
     lab = Lab(fast=fast, gl_backend=os.environ.get("MUJOCO_GL", "?"))
     if not quiet:
         mode = "FAST mode (MBDPO_FAST=1): tiny budgets" if fast else "normal mode"
         print(f"rendering OK (MUJOCO_GL={lab.gl_backend}); {mode}")
     return lab
+
+
+def show_mp4(data: bytes, width: int = 288) -> None:
+    """Show mp4 bytes as an inline, looping video (a shipped lesson video needs no re-encoding)."""
+    import base64
+
+    from IPython.display import HTML, display
+
+    src = base64.b64encode(data).decode("ascii")
+    display(HTML(f'<video width="{width}" controls loop autoplay muted playsinline '
+                 f'src="data:video/mp4;base64,{src}"></video>'))
 
 
 def rollout_frames(agent, episodes_steps: int = 200, size: int = 192, seed: int = 0, planner: str | None = None):

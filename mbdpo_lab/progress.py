@@ -148,7 +148,7 @@ def phase_text(env_step: int, cfg: Config, last_eval_step: int | None = None) ->
     if env_step < seed_end - 1:
         return f"seed phase: uniform random actions until step {seed_end}"
     if env_step < seed_end:
-        return f"running {seed_end} updates on the seed data (no step events until they finish)"
+        return f"running {seed_end} updates on the seed data (the losses panel shows them as they go)"
     if cfg.eval_every and env_step % cfg.eval_every == 0 and last_eval_step != env_step:
         n = cfg.eval_episodes
         return f"evaluating ({n} episode{'s' if n != 1 else ''}, planner without exploration noise)"
@@ -171,10 +171,12 @@ class FeedUpdate:
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     done: dict[str, Any] | None = None
+    seed_updates: list[dict[str, Any]] = field(default_factory=list)  # losses of the seed-phase burst, by update
 
     @property
     def empty(self) -> bool:
-        return not (self.n_steps or self.episodes or self.evals or self.checkpoints or self.errors or self.done)
+        return not (self.n_steps or self.episodes or self.evals or self.checkpoints or self.errors or self.done
+                    or self.seed_updates)
 
 
 class MetricsFeed:
@@ -203,6 +205,7 @@ class MetricsFeed:
         self._checkpoints: list[dict[str, Any]] = []
         self._errors: list[dict[str, Any]] = []
         self._done: dict[str, Any] | None = None
+        self._seed_updates: list[dict[str, Any]] = []
 
     def attach(self, trainer) -> "MetricsFeed":
         """Register as the trainer's first callback and read planner ms from its agent."""
@@ -237,6 +240,8 @@ class MetricsFeed:
                 self._errors.append(dict(data))
             elif event == "done":
                 self._done = dict(data)
+            elif event == "seed_updates":
+                self._seed_updates.append(dict(data))
 
     def drain(self) -> FeedUpdate:
         with self._lock:
@@ -245,7 +250,7 @@ class MetricsFeed:
                 losses={k: self._sums[k] / self._counts[k] for k in self._sums},
                 planner_ms=float(np.median(self._plan_ms)) if self._plan_ms else None,
                 episodes=self._episodes, evals=self._evals, checkpoints=self._checkpoints,
-                errors=self._errors, done=self._done)
+                errors=self._errors, done=self._done, seed_updates=self._seed_updates)
             self._reset_window()
         return update
 
@@ -273,6 +278,7 @@ class DashboardData:
         self.last_checkpoint: str | None = None
         self.errors: list[dict[str, Any]] = []
         self.done: dict[str, Any] | None = None
+        self.seed_updates: tuple[int, int] | None = None  # (done, of) of the seed-phase burst, while it runs
 
     def start_clock(self, now: float, step: int) -> None:
         """Call at (re)start: the rate counts from here, not across a pause or a stop."""
@@ -281,7 +287,20 @@ class DashboardData:
 
     def apply(self, update: FeedUpdate) -> set[str]:
         changed: set[str] = set()
+        for row in update.seed_updates:
+            # losses of the burst are drawn at their update number: update k of the burst is the k-th
+            # update of the run, which is where later steps' losses land too (one update per step)
+            x = row["done"]
+            for key, value in row.items():
+                if key in ("done", "of", "step"):
+                    continue
+                target = self.energy[key] if key in ENERGY_KEYS else self.losses.setdefault(key, Series(self.max_points))
+                target.append(x, value)
+                changed.add("energy" if key in ENERGY_KEYS else "losses")
+            self.seed_updates = (row["done"], row["of"]) if row["done"] < row["of"] else None
+            changed.add("status")
         if update.n_steps and update.step is not None:
+            self.seed_updates = None
             self.step = update.step
             if update.agent_step is not None:
                 self.agent_step = update.agent_step

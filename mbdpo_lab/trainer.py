@@ -5,7 +5,8 @@ update per step, and as many updates as seed steps when the seed phase ends). `T
 with pause/stop support (a dashboard drives it from a thread); Ctrl-C, `stop()` or an exception
 leave a usable agent and write an intact checkpoint. Callbacks receive the same metrics a script,
 the CLI or a widget needs: ``callback(event, data)`` with events step, episode, eval, checkpoint,
-error and done.
+error and done, and seed_updates during the burst of updates that ends the seed phase (it takes
+minutes on a CPU; a view that waited for the next step event would look frozen).
 """
 from __future__ import annotations
 
@@ -246,9 +247,12 @@ class Trainer:
         info: dict[str, Any] = {"step": self.env_step, "reward": reward}
         if step_index >= first_update:
             n_updates = cfg.num_seed_steps if step_index == first_update else 1
+            report_every = max(1, n_updates // 200)
             start = time.perf_counter()
-            for _ in range(n_updates):
+            for i in range(n_updates):
                 losses = self.agent.update(self.agent.to_batch(self.buffer.sample(cfg.batch_size)))
+                if n_updates > 1 and ((i + 1) % report_every == 0 or i + 1 == n_updates):
+                    self._emit("seed_updates", dict(losses, done=i + 1, of=n_updates, step=self.env_step))
             bad = sorted(k for k, v in losses.items() if not math.isfinite(v))
             if bad:
                 raise TrainingDiverged(f"non-finite {', '.join(bad)} at step {self.env_step}: the update diverged; "

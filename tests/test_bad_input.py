@@ -43,6 +43,7 @@ CASES = [
     (["train", "--out", "{tmp}", "--resume"], "nothing to resume"),
     (["eval", "--checkpoint", "cartpole-swingup", "--device", "banana"], "device must be auto, cpu, cuda"),
     (["train", "--out", "{tmp}/r", "--set", "device=cuda:99"], "cuda:99"),
+    (["lessons", "--build", "tuor"], "no lesson data named 'tuor'; choose from tour"),
 ]
 
 

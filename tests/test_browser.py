@@ -1,174 +1,104 @@
-"""Real-browser test: 00_tour in JupyterLab, driven by Debian Chromium through Playwright.
+"""Every lesson notebook in a real JupyterLab, driven by Debian Chromium through Playwright (fast mode).
 
-JupyterLab runs on loopback (random free port, random token, fresh config and runtime dirs) with
-MBDPO_FAST=1; the test runs all cells, checks that widgets, plotly figures and the video render
-without error outputs, moves the denoising level slider and checks that a figure changes, saves
-screenshots, and stops the server by its PID. Screenshots go to $MBDPO_SCREENSHOTS when set.
+Run All in a fresh server and kernel per notebook (`lab_browser`), then the classes of defect a student
+notices fail the test: error or stderr outputs, entries in the log console (what widget callbacks
+print where no cell shows it), empty plots, line plots of single points, a toolbar over a legend or a
+title, numbers with float noise in captions. A few controls are moved the way a student would (the
+denoising level, the projection) so their callbacks run too. Screenshots of each notebook's final
+state go to $MBDPO_SCREENSHOTS when set.
 """
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from lab_browser import VIEWPORT, LabServer, browser_missing, run_notebook
 from limits import HANG_S
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROME_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-               "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+# what each notebook must show at least (widgets, plotly figures, videos)
+EXPECTED = {"00_tour": dict(widgets=1, plots=4, videos=1), "01_world_model": dict(plots=1),
+            "02_diffusion_denoising": dict(widgets=1, plots=6), "03_energy_anchor": dict(widgets=1, plots=3, videos=2),
+            "04_latent_trajectories": dict(widgets=1, plots=1), "05_train_on_gpu": dict(widgets=1, plots=4),
+            "06_planners": dict(plots=1)}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _plot_data(plot) -> str:
+    return plot.evaluate("e => JSON.stringify(e.data.map(t => [t.x, t.y]))")
 
 
-def _require_browser():
-    missing = [] if Path(CHROMIUM).exists() else ["Debian chromium (/usr/bin/chromium)"]
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        missing.append("the playwright package")
+def _wait_for_change(read, before: str) -> bool:
+    deadline = time.time() + HANG_S
+    while time.time() < deadline:
+        time.sleep(0.25)
+        if read() != before:
+            return True
+    return False
+
+
+def _move_level_slider(page) -> None:
+    """The denoising stepper's level slider to its last level: the candidate figure must change."""
+    stepper = page.locator(".jp-OutputArea-child:has(.widget-slider:has-text('level'))").first
+    stepper.scroll_into_view_if_needed()
+    plot = stepper.locator(".js-plotly-plot").first
+    before = _plot_data(plot)
+    handle = stepper.locator(".widget-slider:has-text('level') .noUi-handle").first
+    handle.focus()
+    page.keyboard.press("End")
+    assert _wait_for_change(lambda: _plot_data(plot), before), "the level slider did not change the figure"
+
+
+def _switch_projection(page) -> None:
+    """The latent explorer to PCA and back: a live fit from a control's callback."""
+    explorer = page.locator(".jp-OutputArea-child:has(.widget-slider:has-text('time step'))").first
+    explorer.scroll_into_view_if_needed()
+    plot = explorer.locator(".js-plotly-plot").first
+    before = _plot_data(plot)
+    explorer.locator("button:has-text('pca')").first.click()
+    assert _wait_for_change(lambda: _plot_data(plot), before), "switching to PCA did not redraw the projection"
+    explorer.locator("button:has-text('umap')").first.click()
+    time.sleep(2)
+
+
+INTERACT = {"00_tour": _move_level_slider, "02_diffusion_denoising": _move_level_slider,
+            "04_latent_trajectories": _switch_projection}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    missing = browser_missing()
     if missing:
         if os.environ.get("CI"):
             pytest.fail(f"browser test cannot run in CI: missing {', '.join(missing)} (make setup installs them)")
         pytest.skip(f"missing {', '.join(missing)}; run `make setup`")
-
-
-@pytest.fixture
-def lab_server(tmp_path):
-    """JupyterLab on 127.0.0.1 serving a copy of 00_tour; yields (url, workdir); stopped by PID."""
-    work = tmp_path / "work"
-    work.mkdir()
-    shutil.copy(ROOT / "notebooks" / "00_tour.ipynb", work / "00_tour.ipynb")
-    port, token = _free_port(), secrets.token_hex(16)
-    settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
-    env = dict(os.environ, MBDPO_FAST="1", JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
-               JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
-               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "ws"),
-               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={work}",
-           "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
-    if os.geteuid() == 0:
-        cmd.append("--allow-root")
-    log = open(tmp_path / "lab.log", "w")
-    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + HANG_S
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()[-2000:])
-                time.sleep(0.5)
-        yield f"{base}/lab/tree/00_tour.ipynb?token={token}", tmp_path
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the server and the kernels it started
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-
-
-def _settle_kernel(page, timeout_s: float) -> None:
-    """Accept the kernel-choice dialog whenever it shows (on a fresh config dir it can appear even
-    after the kernel reports idle) and return once the kernel has been idle, with no dialog, for 5 s."""
-    deadline = time.time() + timeout_s
-    quiet_since = None
-    while time.time() < deadline:
-        accept = page.locator(".jp-Dialog .jp-mod-accept")
-        if accept.count():
-            accept.first.click()
-            quiet_since = None
-        elif page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count():
-            quiet_since = quiet_since or time.time()
-            if time.time() - quiet_since >= 5:
-                return
-        else:
-            quiet_since = None
-        time.sleep(0.3)
-    raise AssertionError("the kernel did not start (no idle kernel within the time limit)")
-
-
-def _wait_idle(page, timeout_s: float) -> None:
-    deadline = time.time() + timeout_s
-    time.sleep(2)
-    while time.time() < deadline:
-        busy = page.locator(".jp-InputArea-prompt:has-text('[*]')").count()
-        if not busy:
-            return
-        time.sleep(1)
-    raise TimeoutError("cells still running")
-
-
-def test_tour_renders_widgets_figures_video_and_slider_moves_figure(lab_server):
-    _require_browser()
     from playwright.sync_api import sync_playwright
 
-    url, tmp = lab_server
-    shots = Path(os.environ.get("MBDPO_SCREENSHOTS", tmp / "shots"))
-    shots.mkdir(parents=True, exist_ok=True)
+    from lab_browser import CHROME_ARGS, CHROMIUM
+
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_in_jupyterlab_without_a_visible_defect(path, browser, tmp_path):
+    work = tmp_path / "repo" / "notebooks"  # relative paths (../runs) stay inside the test's folder
+    work.mkdir(parents=True)
+    shutil.copy(path, work / path.name)
+    shots = Path(os.environ["MBDPO_SCREENSHOTS"]) if os.environ.get("MBDPO_SCREENSHOTS") else None
+    env = {"MBDPO_FAST": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    with LabServer(work, env, hang_s=HANG_S) as lab:
+        page = browser.new_page(viewport=VIEWPORT)
         page.set_default_timeout(HANG_S * 1000)  # a busy machine is slow, not broken
-        console_errors: list[str] = []
-        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
-        page.goto(url)
-        page.wait_for_selector(".jp-Notebook", timeout=HANG_S * 1000)
-        _settle_kernel(page, HANG_S)
-        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-        _wait_idle(page, HANG_S)
-        time.sleep(3)
-        page.screenshot(path=str(shots / "tour_full.png"), full_page=True)
-
-        errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] "
-                              ":text('Traceback'), .jp-RenderedText[data-mime-type='application/vnd.jupyter.error']")
-        assert errors.count() == 0, errors.first.inner_text()[:2000]
-        assert page.locator(".jupyter-widgets:has-text('Error displaying widget')").count() == 0
-        assert page.locator(".jp-OutputArea-output .widget-slider").count() >= 2, "widgets did not render"
-        assert page.locator(".jp-OutputArea-output .js-plotly-plot").count() >= 3, "plotly figures did not render"
-        assert page.locator(".jp-OutputArea-output video").count() >= 1, "the rollout video did not render"
-
-        stepper = page.locator(".jp-OutputArea-output:has(.widget-slider:has-text('level'))").first
-        stepper.scroll_into_view_if_needed()
-        stepper.screenshot(path=str(shots / "denoising_stepper.png"))
-        plot = stepper.locator(".js-plotly-plot").first
-        before = plot.evaluate("e => JSON.stringify(e.data.map(t => [t.x, t.y]))")
-        handle = stepper.locator(".widget-slider:has-text('level') .noUi-handle").first
-        handle.focus()
-        page.keyboard.press("End")
-        changed = False
-        deadline = time.time() + HANG_S
-        while time.time() < deadline:
-            time.sleep(0.25)
-            if plot.evaluate("e => JSON.stringify(e.data.map(t => [t.x, t.y]))") != before:
-                changed = True
-                break
-        stepper.screenshot(path=str(shots / "denoising_stepper_last_level.png"))
-        assert changed, "moving the level slider did not change the candidate figure"
-
-        explorer = page.locator(".jp-OutputArea-output:has(.widget-slider:has-text('time step'))").first
-        if explorer.count():
-            explorer.scroll_into_view_if_needed()
-            explorer.screenshot(path=str(shots / "latent_explorer.png"))
-        browser.close()
+        report = run_notebook(page, lab.url(path.name), path.stem, HANG_S,
+                              shots / f"{path.stem}.jpg" if shots else None, INTERACT.get(path.stem))
+        page.close()
+    assert report.finished, f"{path.stem}: Run All did not finish"
+    assert not report.defects(), "\n".join(report.defects())
+    for what, least in EXPECTED.get(path.stem, {}).items():
+        assert report.counts[what] >= least, f"{path.stem}: {report.counts[what]} {what} rendered, expected {least}+"

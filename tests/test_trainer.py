@@ -162,3 +162,26 @@ def test_a_stop_requested_before_the_run_is_honoured_and_the_next_run_continues(
     assert trainer.state == "finished" and trainer.env_step == 20
     controls.pause()
     assert trainer.controls.pause_requested  # the trainer reads the very controls it was given
+
+
+def test_seed_phase_burst_reports_its_updates_as_they_run():
+    """The burst of S updates that ends the seed phase takes minutes on a CPU: the trainer reports it
+    while it runs, and the dashboard's data draws those losses at their update numbers."""
+    from mbdpo_lab.progress import DashboardData, MetricsFeed
+
+    cfg = make_config("tiny", task="pendulum-swingup", steps=0, seed_steps=40, episode_length=50)
+    events = []
+    trainer = Trainer(cfg, callbacks=[lambda event, data: events.append((event, dict(data)))])
+    feed = MetricsFeed().attach(trainer)
+    while trainer.agent_step <= trainer.first_update_step:
+        trainer.step()
+    burst = [d for e, d in events if e == "seed_updates"]
+    assert burst and burst[-1]["done"] == burst[-1]["of"] == cfg.num_seed_steps
+    assert [d["done"] for d in burst] == sorted(d["done"] for d in burst)
+    assert all(np.isfinite(d["total_loss"]) for d in burst)
+    data = DashboardData()
+    changed = data.apply(feed.drain())
+    assert "losses" in changed
+    xs = [x for x, _ in zip(data.losses["total_loss"]._x, data.losses["total_loss"]._y)]
+    assert xs[0] <= burst[0]["done"] and max(xs) <= cfg.num_seed_steps + 1
+    assert data.seed_updates is None  # the burst ended: the phase line goes back to the step phases

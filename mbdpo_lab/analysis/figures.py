@@ -1,4 +1,4 @@
-"""Static exports of a latent projection: a self-contained interactive HTML and a PNG."""
+"""Figures shared by the widgets and notebooks; static exports of a latent projection (HTML and PNG)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +8,19 @@ import numpy as np
 
 from .latents import LatentRollouts
 from .projection import Projection
+
+# Lesson figures hide plotly's toolbar: shown on hover, it covers titles and legends. Dragging still
+# zooms, a double-click resets, hovering still reads values.
+PLOT_CONFIG = {"displayModeBar": False}
+
+
+def figure_widget(data=None, **kwargs):
+    """A plotly FigureWidget without the toolbar (``PLOT_CONFIG``)."""
+    import plotly.graph_objects as go
+
+    fig = go.FigureWidget(data, **kwargs)
+    fig._config = dict(PLOT_CONFIG)
+    return fig
 
 
 def path_traces(proj: Projection, rollouts: LatentRollouts, color_by: str = "time", show_imagined: bool = True,
@@ -83,3 +96,47 @@ def save_projection_png(proj: Projection, rollouts: LatentRollouts, path: str | 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def reward_check_figure(check, task: str = ""):
+    """Real vs predicted rewards along one episode (top) and the prediction errors (bottom)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    k = check.open_loop_steps
+    err = check.errors()
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.62, 0.38], vertical_spacing=0.08,
+                        subplot_titles=("reward per agent step", "prediction error (predicted - real)"))
+    fig.add_trace(go.Scatter(y=check.real, name="real reward", line=dict(color="#333", width=5), opacity=0.35),
+                  row=1, col=1)
+    fig.add_trace(go.Scatter(y=check.one_step, name="predicted from the encoded real state",
+                             line=dict(color="#1f77b4", width=1.5)), row=1, col=1)
+    fig.add_trace(go.Scatter(y=check.open_loop, name=f"predicted after imagining {k} steps",
+                             line=dict(color="#ff7f0e", width=1.5, dash="dot")), row=1, col=1)
+    fig.add_trace(go.Scatter(y=check.one_step - check.real, name="error, one step", showlegend=False,
+                             line=dict(color="#1f77b4", width=1)), row=2, col=1)
+    fig.add_trace(go.Scatter(y=check.open_loop - check.real, name=f"error, {k} steps imagined", showlegend=False,
+                             line=dict(color="#ff7f0e", width=1, dash="dot")), row=2, col=1)
+    fig.update_xaxes(title_text="agent step", row=2, col=1)
+    fig.update_layout(height=560, margin=dict(l=55, r=20, t=80, b=90),
+                      title=dict(text=f"{task}: the model's rewards along one real episode — mean abs error "
+                                      f"{err['one_step_mae']:.4f} (one step), {err['open_loop_mae']:.4f} ({k} imagined)",
+                                 font=dict(size=13)),
+                      legend=dict(orientation="h", y=-0.14, yanchor="top", x=0))
+    fig.update_annotations(font_size=11)
+    return fig
+
+
+def planners_figure(rows: list[dict]):
+    """Return (mean ± std) and ms per action of each planner, side by side."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    names = [r["planner"] for r in rows]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("return per episode", "ms per action (this machine)"))
+    fig.add_trace(go.Bar(x=names, y=[r["mean_return"] for r in rows], name="return",
+                         error_y=dict(type="data", array=[r["std_return"] for r in rows])), row=1, col=1)
+    fig.add_trace(go.Bar(x=names, y=[r["ms_per_action"] for r in rows], name="ms per action",
+                         marker_color="#ff7f0e"), row=1, col=2)
+    fig.update_layout(showlegend=False, height=350, margin=dict(l=50, r=20, t=50, b=40))
+    return fig

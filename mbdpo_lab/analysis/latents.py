@@ -1,7 +1,9 @@
 """Collect the latent path of evaluation episodes: z_t = h(o_t), and the imagined branch of every plan.
 
 The branch at step t is the planner's final plan rolled through the learned dynamics from z_t
-(H+1 latents), i.e. what the agent expected to happen. Saved as a plain npz (no pickle).
+(H+1 latents), i.e. what the agent expected to happen. Episodes are recorded once (plans and simulator
+states) and their latents computed from the recording, so a shipped recording gives the same picture
+without planning. Saved as a plain npz (no pickle).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import numpy as np
 import torch
 
 from ..agent import MBDPO
-from ..episodes import run_episode
+from ..episodes import Episode, StateFrames, run_episode
 
 
 @dataclass
@@ -46,7 +48,7 @@ class LatentRollouts:
             arrays[f"rewards_{i}"] = self.rewards[i]
             arrays[f"actions_{i}"] = self.actions[i]
             if self.frames:
-                arrays[f"frames_{i}"] = self.frames[i]
+                arrays[f"frames_{i}"] = np.asarray(self.frames[i], np.uint8)
         np.savez_compressed(path, **arrays)
         return path
 
@@ -61,28 +63,39 @@ class LatentRollouts:
 
 
 @torch.no_grad()
+def latents_of(agent: MBDPO, task: str, episodes: list[Episode], frame_size: int | None = 96) -> LatentRollouts:
+    """The latent path of recorded episodes (``run_episode(record=True)``), in one batched pass: z_t = h(o_t)
+    and every final plan rolled through the dynamics from z_t. Frames render on demand from the
+    recorded simulator states (``frame_size`` None: no frames)."""
+    out = LatentRollouts(task=task, latents=[], imagined=[], rewards=[], actions=[])
+    for ep in episodes:
+        if ep.plans is None:
+            raise ValueError("the episode was run without record=True: it holds no plans to imagine from")
+        z = agent.wm.encode(torch.as_tensor(ep.obs, device=agent.device))
+        plans = torch.as_tensor(ep.plans, device=agent.device)
+        branch = [z[:-1]]
+        for h in range(plans.shape[1]):
+            branch.append(agent.wm.next(branch[-1], plans[:, h]))
+        branches = torch.stack(branch, 1)  # [T, H+1, L]
+        out.latents.append(z.float().cpu().numpy())
+        out.imagined.append(branches.float().cpu().numpy())
+        out.rewards.append(np.asarray(ep.rewards, np.float32))
+        out.actions.append(np.asarray(ep.actions, np.float32))
+        if frame_size and ep.states is not None:
+            out.frames.append(StateFrames(task, ep.states, frame_size))
+    return out
+
+
+@torch.no_grad()
+def record_episodes(agent: MBDPO, env, episodes: int = 2, max_steps: int | None = None,
+                    seed: int = 0) -> list[Episode]:
+    """Noise-free episodes with every plan and simulator state recorded (one generator for all)."""
+    gen = torch.Generator(device=agent.device).manual_seed(seed)
+    return [run_episode(agent, env, gen, max_steps=max_steps, record=True) for _ in range(episodes)]
+
+
 def collect_latents(agent: MBDPO, env, episodes: int = 2, frames: bool = False, frame_size: int = 96,
                     max_steps: int | None = None, seed: int = 0) -> LatentRollouts:
     """Run noise-free episodes with the agent's planner, recording real and imagined latents."""
-    gen = torch.Generator(device=agent.device).manual_seed(seed)
-    out = LatentRollouts(task=getattr(env, "name", agent.cfg.task), latents=[], imagined=[], rewards=[],
-                         actions=[])
-    for _ in range(episodes):
-        zs, branches = [], []
-
-        def record(t: int, obs: np.ndarray, result) -> None:
-            z0 = agent.encode(obs)
-            branch = agent.return_model(z0, generator=gen).rollout(result.plan[None])["latents"][0]
-            zs.append(z0.float().cpu().numpy())
-            branches.append(branch.cpu().numpy())
-
-        ep = run_episode(agent, env, gen, max_steps=max_steps, on_plan=record,
-                         frame_size=frame_size if frames else None, final_frame=True)
-        zs.append(agent.encode(ep.obs[-1]).float().cpu().numpy())
-        if frames:
-            out.frames.append(ep.frames)
-        out.latents.append(np.asarray(zs, np.float32))
-        out.imagined.append(np.asarray(branches, np.float32))
-        out.rewards.append(ep.rewards.astype(np.float32))
-        out.actions.append(ep.actions)
-    return out
+    recorded = record_episodes(agent, env, episodes, max_steps=max_steps, seed=seed)
+    return latents_of(agent, getattr(env, "name", agent.cfg.task), recorded, frame_size if frames else None)

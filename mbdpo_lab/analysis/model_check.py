@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..agent import MBDPO
-from ..episodes import run_episode
+from ..episodes import Episode, run_episode
 
 
 @dataclass
@@ -31,10 +31,9 @@ class RewardCheck:
 
 
 @torch.no_grad()
-def reward_check(agent: MBDPO, env, steps: int | None = None, open_loop_steps: int = 3,
-                 seed: int = 0) -> RewardCheck:
-    gen = torch.Generator(device=agent.device).manual_seed(seed)
-    episode = run_episode(agent, env, gen, max_steps=steps)
+def check_episode(agent: MBDPO, episode: Episode, open_loop_steps: int = 3) -> RewardCheck:
+    """The model's rewards along a recorded episode: from each encoded real state, and after imagining
+    ``open_loop_steps`` steps through the real actions. No planning: milliseconds."""
     actions, rewards = episode.actions, episode.rewards
     wm = agent.wm
     obs_t = torch.as_tensor(episode.obs, device=agent.device)
@@ -51,3 +50,16 @@ def reward_check(agent: MBDPO, env, steps: int | None = None, open_loop_steps: i
     return RewardCheck(real=np.asarray(rewards, np.float32), one_step=one_step.float().cpu().numpy(),
                        open_loop=open_loop.float().cpu().numpy(), open_loop_steps=k,
                        latents=z.float().cpu().numpy())
+
+
+def drift(agent: MBDPO, episode: Episode, horizons=(1, 3, 5, 10)) -> dict[int, float]:
+    """Mean absolute reward error after imagining k steps, for each k (how fast imagination drifts)."""
+    return {k: check_episode(agent, episode, k).errors()["open_loop_mae"] for k in horizons}
+
+
+@torch.no_grad()
+def reward_check(agent: MBDPO, env, steps: int | None = None, open_loop_steps: int = 3,
+                 seed: int = 0) -> RewardCheck:
+    """Run one noise-free episode with the agent's planner and check the model along it."""
+    gen = torch.Generator(device=agent.device).manual_seed(seed)
+    return check_episode(agent, run_episode(agent, env, gen, max_steps=steps), open_loop_steps)

@@ -25,12 +25,21 @@ class Projection:
     real: list[np.ndarray]  # per episode [T+1, dims]
     imagined: list[np.ndarray]  # per episode [T, H+1, dims]
     fit_seconds: float
+    precomputed: bool = False  # fitted elsewhere (shipped lesson data) and handed to `remember`
 
     def save(self, path) -> None:
         arrays = {"method": np.array(self.method), "dims": np.array(self.dims), "seed": np.array(self.seed)}
         for i, (r, im) in enumerate(zip(self.real, self.imagined)):
             arrays[f"real_{i}"], arrays[f"imagined_{i}"] = r, im
-        np.savez_compressed(path, **arrays)
+        np.savez_compressed(path, fit_seconds=np.array(self.fit_seconds), **arrays)
+
+    @classmethod
+    def load(cls, path) -> "Projection":
+        with np.load(path, allow_pickle=False) as data:
+            n = sum(1 for k in data.files if k.startswith("real_"))
+            return cls(str(data["method"]), int(data["dims"]), int(data["seed"]),
+                       [data[f"real_{i}"] for i in range(n)], [data[f"imagined_{i}"] for i in range(n)],
+                       float(data["fit_seconds"]) if "fit_seconds" in data.files else 0.0)
 
 
 def _key(rollouts: LatentRollouts, method: str, dims: int, seed: int, kwargs: dict) -> tuple:
@@ -39,6 +48,12 @@ def _key(rollouts: LatentRollouts, method: str, dims: int, seed: int, kwargs: di
         h.update(np.ascontiguousarray(z).tobytes())
         h.update(np.ascontiguousarray(im).tobytes())
     return (h.hexdigest(), method, dims, seed, tuple(sorted(kwargs.items())))
+
+
+def remember(rollouts: LatentRollouts, projection: Projection, **kwargs) -> None:
+    """Make ``project(rollouts, ...)`` return a projection computed earlier (a shipped one) without a fit."""
+    projection.precomputed = True
+    _CACHE[_key(rollouts, projection.method, projection.dims, projection.seed, kwargs)] = projection
 
 
 def _reducer(method: str, dims: int, seed: int, n_points: int, **kwargs):

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis.anchoring import METRICS
-from ..experiments.anchor import (COLORS, SHOWN_METRICS, SWEEP_QUANTITIES, AnchorResult, cross_energy_html,
+from ..analysis.figures import figure_widget
+from ..experiments.anchor import (COLORS, SHOWN_METRICS, available_metrics, single_evaluation, SWEEP_QUANTITIES, AnchorResult, cross_energy_html,
                                   final_table_html, metric_traces, returns_figure, sweep_state_text, sweep_traces)
 from ..rendering import frame_png
 
@@ -44,7 +45,6 @@ class AnchorComparison(W.VBox):
 
     def __init__(self, result: AnchorResult | str | Path, metric: str = "overestimation",
                  sweep_quantity: str = "model_return", video_width: int = 240):
-        import plotly.graph_objects as go
 
         super().__init__()
         if not isinstance(result, AnchorResult):
@@ -81,18 +81,21 @@ class AnchorComparison(W.VBox):
         self.videos_box = W.HBox(columns, layout=W.Layout(flex_flow="row wrap"))
 
         # --- curves -----------------------------------------------------------------------
-        self.fig_returns = go.FigureWidget(returns_figure(result))
-        self.metric_w = W.Dropdown(options=[(f"{m}: {METRICS[m][0]}", m) for m in SHOWN_METRICS], value=metric,
+        self.fig_returns = figure_widget(returns_figure(result))
+        measured = available_metrics(result) or list(SHOWN_METRICS)  # offer only what has data
+        metric = metric if metric in measured else measured[0]
+        self.metric_w = W.Dropdown(options=[(f"{m}: {METRICS[m][0]}", m) for m in measured], value=metric,
                                    description="metric", layout=W.Layout(width="640px"))
         self.metric_note = W.HTML()
-        self.fig_metric = go.FigureWidget(layout=dict(height=340, margin=dict(l=50, r=20, t=50, b=40),
-                                                      xaxis_title="environment steps",
-                                                      legend=dict(orientation="h", y=-0.25)))
+        once = single_evaluation(result)
+        self.fig_metric = figure_widget(layout=dict(height=340, margin=dict(l=50, r=20, t=50, b=40),
+                                                    xaxis_title="agent" if once else "environment steps",
+                                                    showlegend=not once, legend=dict(orientation="h", y=-0.25)))
         self.metric_w.observe(lambda change: self.set_metric(change["new"]), names="value")
 
         self.sweep_w = W.Dropdown(options=[(v, k) for k, v in SWEEP_QUANTITIES.items()], value=sweep_quantity,
                                   description="sweep", layout=W.Layout(width="520px"))
-        self.fig_sweep = go.FigureWidget(layout=dict(height=340, margin=dict(l=50, r=20, t=50, b=40),
+        self.fig_sweep = figure_widget(layout=dict(height=340, margin=dict(l=50, r=20, t=50, b=40),
                                                      xaxis=dict(type="category", title="planning eta"),
                                                      legend=dict(orientation="h", y=-0.25)))
         self.sweep_w.observe(lambda change: self.set_sweep_quantity(change["new"]), names="value")
@@ -107,7 +110,8 @@ class AnchorComparison(W.VBox):
             header, self.summary_w,
             W.HTML("<b>Rollouts (final evaluation)</b>"), self.videos_box,
             self.fig_returns,
-            W.HTML("<b>Anchoring metrics over training</b> (mean ± std across evaluation episodes)"),
+            W.HTML("<b>Anchoring metrics of the final agents</b> (mean ± std across the measured episodes)" if once
+                   else "<b>Anchoring metrics over training</b> (mean ± std across evaluation episodes)"),
             self.metric_w, self.metric_note, self.fig_metric,
             W.HTML("<b>Eta sweep on one shared state</b>"), sweep_note, self.sweep_w, self.fig_sweep,
             W.HTML("<b>Final evaluation</b>"), self.table_w,
@@ -131,7 +135,8 @@ class AnchorComparison(W.VBox):
         with self.fig_metric.batch_update():
             self.fig_metric.data = []
             for trace in metric_traces(self.result, metric):
-                self.fig_metric.add_scatter(**{k: v for k, v in trace.items() if k != "type"})
+                add = self.fig_metric.add_bar if trace["type"] == "bar" else self.fig_metric.add_scatter
+                add(**{k: v for k, v in trace.items() if k != "type"})
             self.fig_metric.layout.title = desc
             self.fig_metric.layout.yaxis.title = metric
         hint = {"zero": "closer to 0 is better", "lower": "lower is better for the anchoring claim",

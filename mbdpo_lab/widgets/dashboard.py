@@ -38,6 +38,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from ..analysis.figures import figure_widget
 from ..config import PRESETS, Config, ConfigError, field_doc, make_config
 from ..devices import device_note, device_options
 from ..progress import DashboardData, MetricsFeed, Series, Throttle, phase_text, status_line
@@ -60,7 +61,7 @@ def default_out_dir(task: str, seed: int) -> Path:
 
 
 def _returns_figure() -> go.FigureWidget:
-    fig = go.FigureWidget()
+    fig = figure_widget()
     fig.add_scatter(name="episode return (training)", mode="lines+markers", marker=dict(size=4),
                     line=dict(width=1, color="rgba(31,119,180,0.55)"))
     fig.add_scatter(name="eval return (ours)", mode="lines+markers", marker=dict(size=9, color="#d62728"),
@@ -78,19 +79,20 @@ def _returns_figure() -> go.FigureWidget:
 def _losses_figure(panels: tuple[tuple[str, str], ...]) -> go.FigureWidget:
     cols = 4
     rows = math.ceil(len(panels) / cols)
-    fig = go.FigureWidget(make_subplots(rows=rows, cols=cols, subplot_titles=[t for _, t in panels],
+    fig = figure_widget(make_subplots(rows=rows, cols=cols, subplot_titles=[t for _, t in panels],
                                         horizontal_spacing=0.07, vertical_spacing=0.2))
     for i, (key, _) in enumerate(panels):
         fig.add_scatter(name=key, mode="lines", line=dict(width=1.5), showlegend=False,
                         row=i // cols + 1, col=i % cols + 1)
     fig.update_layout(height=150 * rows + 60, width=980, margin=dict(l=45, r=10, t=50, b=30),
-                      title=dict(text="losses (mean over each refresh window)", y=0.99))
+                      title=dict(text="losses by update (one update per environment step after the seed phase; "
+                                      "the seed phase's burst first)", y=0.99, font_size=12))
     fig.update_annotations(font_size=11)
     return fig
 
 
 def _energy_figure() -> go.FigureWidget:
-    fig = go.FigureWidget(make_subplots(specs=[[{"secondary_y": True}]]))
+    fig = figure_widget(make_subplots(specs=[[{"secondary_y": True}]]))
     fig.add_scatter(name="F(z, a) data (positives)", mode="lines", line=dict(color="#2ca02c"))
     fig.add_scatter(name="F(z, a⁻) hardest negatives", mode="lines", line=dict(color="#d62728"))
     fig.add_scatter(name="running mean of F (positives)", mode="lines", line=dict(color="#7f7f7f", dash="dot"))
@@ -105,7 +107,7 @@ def _energy_figure() -> go.FigureWidget:
 
 
 def _speed_figure() -> go.FigureWidget:
-    fig = go.FigureWidget(make_subplots(rows=1, cols=2, subplot_titles=["environment steps / s",
+    fig = figure_widget(make_subplots(rows=1, cols=2, subplot_titles=["environment steps / s",
                                                                          "ms per action / update"],
                                         horizontal_spacing=0.15))
     fig.add_scatter(name="steps/s (live)", mode="lines", line=dict(color="#1f77b4"), row=1, col=1)
@@ -598,12 +600,23 @@ class TrainingDashboard(W.VBox):
         self._set_x_view()
 
     def _set_x_view(self) -> None:
+        """'this run' follows the run (the steps so far, with room to grow, up to its target) so the first
+        episodes are not squeezed into the left edge of a 50k axis; 'paper scale' shows the published
+        points at 100k."""
         target = self._target_steps()
-        right = 1.05 * target if self.x_view.value == "run" else 1.1 * max(target, FIRST_PUBLISHED_STEP)
-        self.fig_returns.update_xaxes(range=[0, right])
+        if self.x_view.value == "run":
+            done = self.trainer.env_step if self.trainer is not None else 0
+            chunk = max(1000, target // 20)  # grows in chunks, so the axis is not redrawn every step
+            right = min(1.05 * target, chunk * math.ceil(max(1.2 * done, 1) / chunk))
+        else:
+            right = 1.1 * max(target, FIRST_PUBLISHED_STEP)
+        if tuple(self.fig_returns.layout.xaxis.range or ()) != (0, right):
+            self.fig_returns.update_xaxes(range=[0, right])
 
     def _draw_returns(self) -> None:
         d = self.data
+        if self.x_view.value == "run":
+            self._set_x_view()
         with self.fig_returns.batch_update():
             _set_xy(self.fig_returns.data[0], d.episode_return)
             _set_xy(self.fig_returns.data[1], d.eval_return)
@@ -692,7 +705,11 @@ class TrainingDashboard(W.VBox):
         self.progress_label.value = f"<span style='font-family:monospace'>{line}</span>"
         if self.trainer is not None and self.running and not self.controls.pause_requested:
             last_eval = int(self.data.eval_points[-1]["step"]) if self.data.eval_points else None
-            self.phase_w.value = f"<span style='color:#555'>{html.escape(phase_text(step, self.trainer.cfg, last_eval))}</span>"
+            text = phase_text(step, self.trainer.cfg, last_eval)
+            if self.data.seed_updates is not None:
+                done, of = self.data.seed_updates
+                text = f"updates on the seed data: {done:,} / {of:,} (the losses panel shows them as they go)"
+            self.phase_w.value = f"<span style='color:#555'>{html.escape(text)}</span>"
         else:
             self.phase_w.value = ""
         self.progress_w.bar_style = {"failed": "danger", "finished": "success", "stopped": "warning"}.get(

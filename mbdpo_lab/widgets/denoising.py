@@ -38,6 +38,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from ..analysis.denoising import (OPACITY_BINS, PLANNER_KNOBS, Rollout, resolve_agent, candidate_lines,
                                   candidate_subset, collect_rollout, level_view, opacity_bin, plan_trace,
                                   planner_config)
+from ..analysis.figures import figure_widget
 from ..config import ConfigError, field_doc, make_config
 from ..planner import DenoiseTrace, discounted_energy, predicted_return
 from ..rendering import frame_png
@@ -66,7 +67,7 @@ def identity_html(view: dict[str, Any]) -> str:
 # --- figures -------------------------------------------------------------------------------
 
 def _scores_figure(title_energy: str = "standardised energy F (× η in J)") -> go.FigureWidget:
-    fig = go.FigureWidget(make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.14,
+    fig = figure_widget(make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.14,
                                         subplot_titles=("return vs energy (elites: colour = weight)",
                                                         "elite weights")))
     fig.add_scatter(mode="markers", name="candidates", marker=dict(size=4, color="#999", opacity=0.45),
@@ -76,17 +77,18 @@ def _scores_figure(title_energy: str = "standardised energy F (× η in J)") -> 
     fig.add_scatter(mode="markers", name="elites",
                     marker=dict(size=8, color=[], colorscale="Viridis", line=dict(width=0.5, color="black")),
                     meta=dict(role="elites"), row=1, col=1)
-    fig.add_bar(name="weights", marker_color="#3a7", meta=dict(role="weights"), row=1, col=2)
+    fig.add_bar(name="elite weights", marker_color="#3a7", meta=dict(role="weights"), row=1, col=2)
     fig.update_xaxes(title_text=title_energy, row=1, col=1)
     fig.update_yaxes(title_text="model return", row=1, col=1)
     fig.update_xaxes(title_text="elite rank", row=1, col=2)
-    fig.update_layout(height=330, width=500, margin=dict(l=55, r=10, t=60, b=45), showlegend=False,
+    fig.update_layout(height=370, width=500, margin=dict(l=55, r=10, t=60, b=45), showlegend=True,
+                      legend=dict(orientation="h", y=-0.3, font=dict(size=10)),
                       title=dict(text="", font=dict(size=13)))
     return fig
 
 
 def _schedule_figure() -> go.FigureWidget:
-    fig = go.FigureWidget(make_subplots(rows=1, cols=2, horizontal_spacing=0.15,
+    fig = figure_widget(make_subplots(rows=1, cols=2, horizontal_spacing=0.15,
                                         subplot_titles=("schedule", "effective sample size")))
     fig.add_scatter(mode="lines", name="ᾱ_τ", line=dict(color="#1f77b4"), meta=dict(role="abar"), row=1, col=1)
     fig.add_scatter(mode="lines", name="spread √((1-ᾱ)/ᾱ)", line=dict(color="#ff7f0e"),
@@ -133,6 +135,8 @@ def _update_schedule_trace(fig: go.FigureWidget, trace: DenoiseTrace) -> None:
     figure_trace(fig, "abar").update(x=taus, y=abar)
     figure_trace(fig, "spread").update(x=taus, y=np.sqrt((1 - abar) / abar))
     figure_trace(fig, "ess").update(x=trace.levels, y=trace.effective_sample_size())
+    elites = trace.elite_idx.shape[1]
+    fig.update_yaxes(range=[0, 1.05 * elites], title_text=f"ESS (of {elites} elites)", row=1, col=2)
 
 
 def _update_schedule_level(fig: go.FigureWidget, view: dict[str, Any]) -> None:
@@ -258,7 +262,8 @@ class _TraceExplorer(W.VBox):
             self._busy = False
         self._draw_trace()
         self.show_level(keep)
-        self._message(f"planned in {self.last_plan_ms:.0f} ms: {len(trace.levels)} levels × "
+        self._message(f"planned in {self.last_plan_ms:.0f} ms: {len(trace.levels)} denoising steps "
+                      f"(τ = {int(trace.levels[0])} … 1 of the {len(trace.alpha_bar)} noise levels) × "
                       f"{trace.candidates.shape[1]} candidates (seed fixed, so one knob = a controlled change)",
                       "ok")
         return True
@@ -274,8 +279,8 @@ class _TraceExplorer(W.VBox):
         view = level_view(self.trace, k, self.max_candidates)
         self.view = view
         tau, top = view["tau"], int(self.trace.levels[0])
-        where = "noisiest" if tau == top else ("last level: Ā becomes the plan" if tau == 1 else "")
-        self.level_label.value = f"<b>τ = {tau}</b> (row {k + 1} of {len(self.trace.levels)}) {where}"
+        where = "· noisiest" if tau == top else ("· last: Ā becomes the plan" if tau == 1 else "")
+        self.level_label.value = f"<b>τ = {tau}</b> · denoising step {k + 1} of {len(self.trace.levels)} {where}"
         self._draw_level(view)
         self.last_level_ms = 1000 * (time.perf_counter() - start)
 
@@ -356,7 +361,7 @@ class DenoisingStepper(_TraceExplorer):
         act_dim, horizon = self.agent.act_dim, self.agent.cfg.horizon
         cols = min(act_dim, 3)
         rows = math.ceil(act_dim / cols)
-        fig = go.FigureWidget(make_subplots(rows=rows, cols=cols, subplot_titles=[f"action dim {d}" for d in range(act_dim)],
+        fig = figure_widget(make_subplots(rows=rows, cols=cols, subplot_titles=[f"action dim {d}" for d in range(act_dim)],
                                             horizontal_spacing=0.06, vertical_spacing=0.12))
         for d in range(act_dim):
             r, c = d // cols + 1, d % cols + 1
@@ -381,13 +386,16 @@ class DenoisingStepper(_TraceExplorer):
         self.fig_actions = fig
         self.fig_scores = _scores_figure()
         self.fig_schedule = _schedule_figure()
-        img = go.FigureWidget()
-        img.add_bar(name="predicted reward r_t", meta=dict(role="rewards"))
-        img.add_bar(name="η·energy_t", meta=dict(role="energies"))
-        img.add_bar(name="γ^H Q(z_H, π)", meta=dict(role="terminal"))
-        img.update_layout(height=300, width=430, barmode="group", margin=dict(l=45, r=10, t=50, b=40),
+        # the terminal value is usually far larger than one step's reward: its own panel and axis,
+        # so the per-step reward and energy bars stay readable
+        img = figure_widget(make_subplots(rows=1, cols=2, column_widths=[0.72, 0.28], horizontal_spacing=0.16,
+                                          subplot_titles=("per imagined step", "terminal value")))
+        img.add_bar(name="predicted reward γ^t r_t", meta=dict(role="rewards"), row=1, col=1)
+        img.add_bar(name="γ^t η·energy_t", meta=dict(role="energies"), row=1, col=1)
+        img.add_bar(name="γ^H Q(z_H, π)", meta=dict(role="terminal"), marker_color="#2ca02c", row=1, col=2)
+        img.update_layout(height=340, width=470, barmode="group", margin=dict(l=45, r=10, t=95, b=40),
                           title=dict(text="imagined outcome of the final plan", font=dict(size=13)),
-                          legend=dict(orientation="h", y=-0.2, font=dict(size=10)))
+                          legend=dict(orientation="h", y=-0.18, font=dict(size=10)))
         self.fig_imagined = img
 
     def _validate(self, knobs: dict[str, Any]) -> None:
@@ -409,7 +417,12 @@ class DenoisingStepper(_TraceExplorer):
             figure_trace(self.fig_imagined, "terminal").update(
                 x=[f"t={horizon}"], y=[gamma ** horizon * float(im["terminal_value"])])
             j = predicted_return(im, gamma) + trace.eta * discounted_energy(im, gamma)
-            self.fig_imagined.layout.title.text = f"imagined outcome of the final plan: J = {j:.3f} (discounted terms)"
+            r_sum = float((im["rewards"] * disc).sum())
+            e_sum = float(trace.eta * (im["energies"] * disc).sum())
+            q_term = gamma ** horizon * float(im["terminal_value"])
+            self.fig_imagined.layout.title.text = (f"imagined outcome of the final plan: J = {j:.2f}<br>"
+                                                   f"<span style='font-size:11px'>= rewards {r_sum:.2f} + "
+                                                   f"η·energy {e_sum:.3g} + terminal {q_term:.2f}</span>")
         with self.fig_schedule.batch_update():
             _update_schedule_trace(self.fig_schedule, trace)
         with self.fig_actions.batch_update():
@@ -419,7 +432,7 @@ class DenoisingStepper(_TraceExplorer):
         if ro.frames is not None:
             self.frame.value = frame_png(ro.frames[t])
             self.frame_caption.value = (f"state t={t}: the real environment (reward {ro.rewards[t]:.2f}); "
-                                        f"executed action {np.round(ro.actions[t], 2).tolist()}")
+                                        f"executed action {[round(float(a), 2) for a in ro.actions[t]]}")
         else:
             self.frame_caption.value = ("<span style='color:#b00020'>no frame: rendering is unavailable"
                                         f"</span><pre style='font-size:10px'>{html.escape(ro.render_error[:400])}</pre>")
@@ -494,7 +507,7 @@ class ToyLandscapeExplorer(_TraceExplorer):
     def _build_figures(self) -> None:
         toy = self.toy
         g = toy.grid()
-        fig = go.FigureWidget()
+        fig = figure_widget()
         fig.add_contour(x=g["g"], y=g["g"], z=g["learned"], colorscale="Blues", opacity=0.55, showscale=False,
                         contours=dict(showlines=False), name="learned return", hoverinfo="skip",
                         meta=dict(role="learned"))
@@ -549,6 +562,7 @@ class ToyLandscapeExplorer(_TraceExplorer):
             figure_trace(self.fig_plane, "path").update(x=np.append(path[:, 0, 0], trace.plan[0, 0]),
                                                           y=np.append(path[:, 0, 1], trace.plan[0, 1]))
             figure_trace(self.fig_plane, "plan").update(x=[trace.plan[0, 0]], y=[trace.plan[0, 1]])
+            figure_trace(self.fig_plane, "spurious").visible = toy.cfg.distractor > 0  # no trap, no marker
         with self.fig_schedule.batch_update():
             _update_schedule_trace(self.fig_schedule, trace)
         out = toy.outcome(trace.plan)

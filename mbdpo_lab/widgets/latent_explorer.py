@@ -6,22 +6,43 @@ Reads `LatentRollouts` (from `mbdpo_lab.analysis.collect_latents` or a saved npz
 from __future__ import annotations
 
 from ..analysis import LatentRollouts, Projection, project
-from ..analysis.figures import path_traces
+from ..analysis.figures import figure_widget, path_traces
 from ..analysis.structure import latent_structure_per_episode
 from ..rendering import frame_png
 
 
+METRIC_NOTES = {
+    "cyclicity": "0: never comes back; 1: returns exactly to earlier states (a gait)",
+    "period": "steps between returns, shown only when cyclicity > 0.05",
+    "recurrence": "share of state pairs, far apart in time, that nearly coincide",
+    "goal_directedness": "1: a straight run from start to end; 0: a closed loop",
+    "approach": "share of coarse steps that get closer to the final state",
+}
+
+
+def _cell(row: dict, col: str) -> str:
+    value = row[col]
+    if col == "period":
+        return f"{value:.0f}" if row["cyclicity"] > 0.05 and value == value else "—"
+    if col == "return":
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
 def metrics_html(per_task: dict[str, list[dict[str, float]]]) -> str:
+    """The structure metrics per task and episode, each column explained under the table."""
     cols = ["return", "cyclicity", "period", "recurrence", "goal_directedness", "approach"]
-    head = "".join(f"<th>{c.replace('_', '-')}</th>" for c in ["task", "ep"] + cols)
+    cell = "padding:2px 10px;border-bottom:1px solid #ddd;text-align:right"
+    head = "".join(f"<th style='{cell}'>{c.replace('_', '-')}</th>" for c in ["agent", "episode"] + cols)
     body = ""
     for task, rows in per_task.items():
         for r in rows:
-            cells = "".join(f"<td>{r[c]:.3g}</td>" for c in cols)
-            body += f"<tr><td>{task}</td><td>{r['episode']}</td>{cells}</tr>"
+            cells = "".join(f"<td style='{cell}'>{_cell(r, c)}</td>" for c in cols)
+            body += f"<tr><td style='{cell};text-align:left'>{task}</td><td style='{cell}'>{r['episode']}</td>{cells}</tr>"
+    notes = "".join(f"<li><b>{k.replace('_', '-')}</b>: {v}</li>" for k, v in METRIC_NOTES.items())
     return (f"<table style='font-size:12px;border-collapse:collapse'><tr>{head}</tr>{body}</table>"
-            "<div style='font-size:11px;color:#555'>cyclicity and goal-directedness are computed in the "
-            "full latent space (see mbdpo_lab.analysis.structure).</div>")
+            f"<ul style='font-size:11px;color:#555;margin:4px 0'>{notes}<li>all computed in the full latent "
+            "space, not in the projection (mbdpo_lab.analysis.structure)</li></ul>")
 
 
 class LatentExplorer:
@@ -30,7 +51,6 @@ class LatentExplorer:
     def __init__(self, rollouts: LatentRollouts | dict[str, LatentRollouts], method: str = "umap",
                  dims: int = 2, seed: int = 0):
         import ipywidgets as W
-        import plotly.graph_objects as go
 
         self.rollouts = rollouts if isinstance(rollouts, dict) else {rollouts.task: rollouts}
         self.seed = seed
@@ -46,7 +66,7 @@ class LatentExplorer:
         self.frame = W.Image(format="png", width=220, height=220)
         self.metrics = W.HTML()
         self.status = W.HTML()
-        self.figure = go.FigureWidget(layout=dict(height=480, width=640, margin=dict(l=10, r=10, t=30, b=10),
+        self.figure = figure_widget(layout=dict(height=480, width=640, margin=dict(l=10, r=10, t=30, b=10),
                                                   legend=dict(orientation="h")))
         self.metric_rows = {t: latent_structure_per_episode(r) for t, r in self.rollouts.items()}
         self.metrics.value = metrics_html(self.metric_rows)
@@ -54,13 +74,15 @@ class LatentExplorer:
             w.observe(self._redraw, names="value")
         self.episode.observe(self._episode_changed, names="value")
         self.time.observe(self._move_marker, names="value")
-        for w in (self.task_picker, self.episode, self.time):  # fit the column, never cut at its right edge
+        for w in (self.task_picker, self.episode):  # fit the column, never cut at its right edge
             w.layout = W.Layout(width="250px")
             w.style = {"description_width": "70px"}
+        self.time.layout = W.Layout(width="640px")  # one pixel a step or so: 500 steps need room
+        self.time.style = {"description_width": "70px"}
         controls = W.VBox([self.task_picker, self.method, self.dims, self.color_by, self.show_imagined,
-                           self.connect, self.episode, self.time, self.frame],
+                           self.connect, self.episode, self.frame],
                           layout=W.Layout(width="260px", flex="0 0 260px"))
-        self.widget = W.VBox([W.HBox([self.figure, controls]), self.status, self.metrics])
+        self.widget = W.VBox([W.HBox([W.VBox([self.figure, self.time]), controls]), self.status, self.metrics])
         self._set_episodes()
         self._redraw()
 
@@ -69,8 +91,11 @@ class LatentExplorer:
     def current(self) -> LatentRollouts:
         return self.rollouts[self.task_picker.value]
 
-    def projection(self) -> Projection:
-        return project(self.current, method=self.method.value, dims=self.dims.value, seed=self.seed)
+    def projection(self, progress: bool = False) -> Projection:
+        """The current view's projection (cached). A progress bar only while the cell runs: from a
+        control's callback it would land in JupyterLab's log console, so the status line says it instead."""
+        return project(self.current, method=self.method.value, dims=self.dims.value, seed=self.seed,
+                       progress=progress)
 
     def _set_episodes(self) -> None:
         self.episode.options = list(range(self.current.num_episodes))
@@ -81,8 +106,10 @@ class LatentExplorer:
     def _redraw(self, change=None) -> None:
         if change is not None and change.owner is self.task_picker:
             self._set_episodes()
-        self.status.value = f"<i>projecting with {self.method.value}...</i>"
-        proj = self.projection()
+        self.status.value = (f"<i>projecting with {self.method.value}"
+                             + (" (the first UMAP fit compiles numba: about 10 s more)..." if self.method.value == "umap"
+                                else "...") + "</i>")
+        proj = self.projection(progress=change is None)
         traces = path_traces(proj, self.current, self.color_by.value, self.show_imagined.value,
                              connect=self.connect.value)
         marker = dict(type="scatter3d" if proj.dims == 3 else "scatter", mode="markers", name="now",
@@ -91,8 +118,9 @@ class LatentExplorer:
             self.figure.data = []
             for t in traces + [marker]:
                 self.figure.add_trace(t)
-            self.figure.layout.title = (f"{self.task_picker.value}: {proj.method.upper()} of "
-                                        f"{self.current.num_points} real latents (fit {proj.fit_seconds:.1f} s)")
+            how = "precomputed" if proj.precomputed else f"fit {proj.fit_seconds:.1f} s"
+            self.figure.layout.title = (f"{self.task_picker.value}: {proj.method.upper()}, "
+                                        f"{self.current.num_points} real latents ({how})")
         self.status.value = ""
         self._move_marker()
 

@@ -17,7 +17,8 @@ One module per job: `run` (train or load, and measure), `result` (the rows and t
 page, from ``report_template.html``, and a markdown table).
 """
 
-from .figures import SWEEP_QUANTITIES, metric_traces, metrics_figure, returns_figure, sweep_figure, sweep_traces
+from .figures import (SWEEP_QUANTITIES, available_metrics, metric_traces, metrics_figure, returns_figure,
+                      single_evaluation, sweep_figure, sweep_traces)
 from .report import cross_energy_html, final_table_html, markdown_table, summary_list_html, write_report
 from .result import COLORS, CSV_COLUMNS, SHOWN_METRICS, AnchorResult, dirname_for, label_for, make_row
 from .run import (
@@ -40,8 +41,8 @@ from .verdicts import (
 )
 
 __all__ = ["AnchorMetricsCallback", "AnchorResult", "COLORS", "CSV_COLUMNS", "SHOWN_METRICS", "SWEEP_QUANTITIES",
-           "attach_cross_energy", "compare_checkpoints", "compare_metric", "config_diff", "cross_energy_html",
+           "attach_cross_energy", "available_metrics", "compare_checkpoints", "compare_metric", "config_diff", "cross_energy_html",
            "cross_energy_rows", "dirname_for", "final_table_html", "label_for", "make_row", "markdown_table",
            "metric_traces", "metrics_figure", "paired_configs", "result_from_rows", "returns_figure",
-           "run_compare_anchor", "run_paired", "summarise", "summarise_cross_energy", "summary_list_html",
+           "run_compare_anchor", "run_paired", "single_evaluation", "summarise", "summarise_cross_energy", "summary_list_html",
            "sweep_agents", "sweep_figure", "sweep_state_text", "sweep_traces", "write_report"]

@@ -9,11 +9,44 @@ import numpy as np
 from .result import COLORS, SHOWN_METRICS, AnchorResult
 
 
+def single_evaluation(result: AnchorResult) -> bool:
+    """True when every agent was measured once and has no training curve (shipped checkpoints): a
+    line over environment steps would be one point, so figures show bars per agent instead."""
+    return (all(len(result.series(label, "return")[0]) <= 1 for label in result.labels)
+            and not any(r.get("kind") in ("episode", "eval") for r in result.history))
+
+
+def available_metrics(result: AnchorResult, metrics: Sequence[str] = tuple(SHOWN_METRICS)) -> list[str]:
+    """The metrics measured for at least one agent (replay distances need the run's replay)."""
+    return [m for m in metrics
+            if any(np.isfinite(result.series(label, m)[1]).any() for label in result.labels)]
+
+
+def _bars(result: AnchorResult, metric: str) -> list[dict[str, Any]]:
+    """One bar (+- std across episodes) per agent: the final evaluation of each."""
+    traces = []
+    for i, label in enumerate(result.labels):
+        _, mean, std = result.series(label, metric)
+        if len(mean):
+            traces.append(dict(type="bar", x=[label], y=[mean[-1]], name=label,
+                               marker_color=COLORS[i % len(COLORS)],
+                               error_y=dict(type="data", array=np.nan_to_num(std[-1:]), visible=True)))
+    return traces
+
+
 def returns_figure(result: AnchorResult):
-    """Training episode returns (faint) and evaluation returns (+- std) of every agent."""
+    """Training episode returns (faint) and evaluation returns (+- std) of every agent; bars of the
+    final evaluation when the agents were measured once (see `single_evaluation`)."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
+    if single_evaluation(result):
+        for trace in _bars(result, "return"):
+            fig.add_bar(**{k: v for k, v in trace.items() if k != "type"})
+        fig.update_layout(title="return of each agent (mean ± std over the measured episodes)",
+                          yaxis_title="episode return", height=320, showlegend=False,
+                          margin=dict(l=50, r=20, t=50, b=40))
+        return fig
     for i, label in enumerate(result.labels):
         color = COLORS[i % len(COLORS)]
         ep = [r for r in result.history if r["agent"] == label and r.get("kind") == "episode"
@@ -38,7 +71,10 @@ def returns_figure(result: AnchorResult):
 
 
 def metric_traces(result: AnchorResult, metric: str) -> list[dict[str, Any]]:
-    """Plotly trace dicts: one line (+- std across episodes) per agent for one metric."""
+    """Plotly trace dicts: one line (+- std across episodes) per agent for one metric (bars when the
+    agents were measured once)."""
+    if single_evaluation(result):
+        return _bars(result, metric)
     traces = []
     for i, label in enumerate(result.labels):
         steps, mean, std = result.series(label, metric)
@@ -61,7 +97,8 @@ def metrics_figure(result: AnchorResult, metrics: Sequence[str] = tuple(SHOWN_ME
         for trace in metric_traces(result, metric):
             trace["showlegend"] = k == 0
             trace["legendgroup"] = trace["name"]
-            fig.add_trace(go.Scatter(**trace), row=k // cols + 1, col=k % cols + 1)
+            kind = go.Bar if trace.pop("type") == "bar" else go.Scatter
+            fig.add_trace(kind(**trace), row=k // cols + 1, col=k % cols + 1)
     fig.update_layout(height=230 * rows + 80, margin=dict(l=40, r=20, t=60, b=30),
                       title="anchoring metrics at each evaluation (mean ± std across episodes)")
     fig.update_annotations(font_size=11)

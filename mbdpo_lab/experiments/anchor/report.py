@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import json
 from importlib.resources import files
 from pathlib import Path
@@ -20,15 +21,27 @@ TEMPLATE = Template(files(__package__).joinpath("report_template.html").read_tex
 
 
 def final_table_html(result: AnchorResult) -> str:
+    """The final evaluation, one row per metric; metrics nobody measured are named under the table
+    instead of filling it with n/a."""
     finals = result.final_rows()
     head = "".join(f"<th>{html.escape(label)}</th>" for label in finals)
-    body = ""
+    body, missing = "", []
     for m in ["eval_return"] + SHOWN_METRICS:
         name = "evaluation return (trainer)" if m == "eval_return" else METRICS[m][0]
         std_key = "eval_return_std" if m == "eval_return" else f"{m}_std"
-        cells = "".join(f"<td>{fmt_number(as_float(r.get(m)))} ± {fmt_number(as_float(r.get(std_key)))}</td>" for r in finals.values())
+        values = [as_float(r.get(m)) for r in finals.values()]
+        if not any(math.isfinite(v) for v in values):
+            missing.append(m)
+            continue
+        cells = "".join(f"<td>{fmt_number(as_float(r.get(m)))}{_pm(as_float(r.get(std_key)))}</td>" for r in finals.values())
         body += f"<tr><td>{html.escape(name)}</td>{cells}</tr>"
-    return f"<table><tr><th>metric (final evaluation)</th>{head}</tr>{body}</table>"
+    note = (f"<p style='font-size:12px;color:#555'>not measured here: {', '.join(missing)} "
+            "(the replay distances need the replay saved beside a run's checkpoint)</p>" if missing else "")
+    return f"<table><tr><th>metric (final evaluation)</th>{head}</tr>{body}</table>{note}"
+
+
+def _pm(std: float) -> str:
+    return f" ± {fmt_number(std)}" if math.isfinite(std) else ""
 
 
 def cross_energy_html(result: AnchorResult) -> str:

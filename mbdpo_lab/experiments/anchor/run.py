@@ -241,7 +241,8 @@ def _beside(path: Path | None, names: Sequence[str]) -> Path | None:
 def compare_checkpoints(checkpoints: Sequence[str], out: str | Path | None = None, episodes: int = 10,
                         seed: int = 0, tail: str = "steady", sweep_etas: Sequence[float] = DEFAULT_SWEEP_ETAS,
                         sweep_step: int = 100, video: bool = True, frame_size: int = 96,
-                        device: str | None = None, report: bool = True) -> AnchorResult:
+                        device: str | None = None, report: bool = True,
+                        max_steps: int | None = None) -> AnchorResult:
     """Measure two or three trained agents (paths, run directories or pretrained names) on the same states.
 
     The replay of a run's checkpoint (``checkpoints/replay-<step>.npz``) feeds the replay-distance
@@ -291,14 +292,15 @@ def compare_checkpoints(checkpoints: Sequence[str], out: str | Path | None = Non
         frames = 1 if video else 0
         try:
             rollouts = collect_anchor_rollouts(agent, env, episodes, seed=seed + MEASURE_SEED_OFFSET, frames=frames,
-                                               frame_size=frame_size)
+                                               frame_size=frame_size, max_steps=max_steps)
         except Exception as exc:  # noqa: BLE001 - rendering may be unavailable; measure without frames
             from ...rendering import RenderingUnavailable
 
             if not isinstance(exc, RenderingUnavailable):
                 raise
             result.notes.append(f"no video for {label}: {str(exc).splitlines()[0]}")
-            rollouts = collect_anchor_rollouts(agent, env, episodes, seed=seed + MEASURE_SEED_OFFSET)
+            rollouts = collect_anchor_rollouts(agent, env, episodes, seed=seed + MEASURE_SEED_OFFSET,
+                                               max_steps=max_steps)
         all_rollouts[label] = rollouts
         metrics = evaluation_metrics(rollouts, behaviour, tail=tail)
         step = int(ck.meta.get("agent_step", 0))
