@@ -41,7 +41,7 @@ class Episode:
     render_error: str = ""  # why frames are missing, when rendering failed and was tolerated
     stopped: bool = False  # should_stop() ended the episode early
     plans: np.ndarray | None = None  # [T, H, A] the final plan of every decision (``record``)
-    states: np.ndarray | None = None  # [T+1, S] MuJoCo integration state before every step and after the last
+    states: np.ndarray | None = None  # [T+1, S] MuJoCo physical state before every step and after the last
 
     def __len__(self) -> int:
         return len(self.actions)

@@ -142,9 +142,13 @@ def format_duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def phase_text(env_step: int, cfg: Config, last_eval_step: int | None = None) -> str:
-    """What the trainer is doing at ``env_step`` (the seed phase and its burst of updates take a while)."""
+def phase_text(env_step: int, cfg: Config, last_eval_step: int | None = None,
+               seed_updates: tuple[int, int] | None = None) -> str:
+    """What the trainer is doing at ``env_step`` (the seed phase and its burst of updates take a while);
+    ``seed_updates`` is (done, of) of that burst while it runs."""
     seed_end = cfg.num_seed_steps
+    if seed_updates is not None:
+        return f"updates on the seed data: {seed_updates[0]:,} / {seed_updates[1]:,} (the losses panel shows them as they go)"
     if env_step < seed_end - 1:
         return f"seed phase: uniform random actions until step {seed_end}"
     if env_step < seed_end:

@@ -81,6 +81,15 @@ def structure_metrics(z: np.ndarray, min_lag: int = 2, segments: int = 25) -> di
     return {**cyclicity(z, min_lag), **goal_directedness(z, segments), "steps": float(len(z))}
 
 
+CYCLIC = 0.05  # below this cyclicity a path has no cycle worth naming, so its period is not shown
+
+
+def period_text(row: dict[str, float]) -> str:
+    """A metrics row's period in steps, or "" when the path is not cyclic (cyclicity <= CYCLIC)."""
+    period = row["period"]
+    return f"{period:.0f}" if row["cyclicity"] > CYCLIC and period == period else ""
+
+
 def latent_structure_per_episode(rollouts) -> list[dict[str, float]]:
     """Structure metrics and return of every episode of a `LatentRollouts`, in the full latent space."""
     rows = []

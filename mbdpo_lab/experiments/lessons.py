@@ -59,7 +59,8 @@ def _episodes_file(folder: Path, agent: str) -> Path:
     return folder / f"episodes-{agent}.npz"
 
 
-def _record(folder: Path, agent_name: str, env_seed: int, episodes: int, budget: Budget) -> list:
+def _record(folder: Path, agent_name: str, env_seed: int, episodes: int, budget: Budget) -> tuple:
+    """(agent, recorded episodes), the recording saved into ``folder``."""
     from ..analysis.latents import record_episodes
 
     agent = load_pretrained(agent_name).agent
@@ -68,14 +69,13 @@ def _record(folder: Path, agent_name: str, env_seed: int, episodes: int, budget:
         recorded = record_episodes(agent, env, budget.episodes or episodes, max_steps=budget.max_steps)
     save_episodes(_episodes_file(folder, agent_name), recorded, agent=agent_name, task=cfg.task, env_seed=env_seed,
                   planner_seed=0)
-    return recorded
+    return agent, recorded
 
 
-def _project(folder: Path, agent_name: str, recorded: list) -> None:
+def _project(folder: Path, agent_name: str, agent, recorded: list) -> None:
     from ..analysis.latents import latents_of
     from ..analysis.projection import project
 
-    agent = load_pretrained(agent_name).agent
     rollouts = latents_of(agent, agent.cfg.task, recorded, frame_size=None)
     project(rollouts, method="umap", dims=2, seed=0, progress=False).save(folder / f"projection-{agent_name}.npz")
 
@@ -84,10 +84,10 @@ def _build_tour(folder: Path, budget: Budget) -> None:
     from ..episodes import StateFrames
     from ..rendering import write_video
 
-    recorded = _record(folder, "cartpole-swingup", env_seed=1, episodes=1, budget=budget)
+    agent, recorded = _record(folder, "cartpole-swingup", env_seed=1, episodes=1, budget=budget)
     write_video(str(folder / "video-cartpole-swingup.mp4"),
                 StateFrames("cartpole-swingup", recorded[0].states, VIDEO_SIZE)[:], fps=30)
-    _project(folder, "cartpole-swingup", recorded)
+    _project(folder, "cartpole-swingup", agent, recorded)
 
 
 def _build_world_model(folder: Path, budget: Budget) -> None:
@@ -99,7 +99,7 @@ LATENT_AGENTS = ("walker-walk", "cheetah-run", "reacher-easy", "cartpole-swingup
 
 def _build_latents(folder: Path, budget: Budget) -> None:
     for name in LATENT_AGENTS:
-        _project(folder, name, _record(folder, name, env_seed=7, episodes=2, budget=budget))
+        _project(folder, name, *_record(folder, name, env_seed=7, episodes=2, budget=budget))
 
 
 ANCHOR_PAIR = ("cartpole-swingup-eta0", "cartpole-swingup")
@@ -265,14 +265,14 @@ def build(names=None, directory: Path = LESSONS_DIR, log=print) -> dict:
 def latent_structure_rows(data: LessonData | None = None) -> list[list[str]]:
     """The table docs/results.md shows for the shipped latent lesson: per agent, each episode's return,
     cyclicity (period) and goal-directedness, measured on exactly the episodes notebook 04 loads."""
-    from ..analysis.structure import latent_structure_per_episode
+    from ..analysis.structure import latent_structure_per_episode, period_text
 
     data = data or lesson("latents", quiet=True)
     rows = [["agent", "returns", "cyclicity (period)", "goal-directedness"]]
     for name, rollouts in data.latents(frame_size=None).items():
         eps = latent_structure_per_episode(rollouts)
         rows.append([name, ", ".join(f"{r['return']:.0f}" for r in eps),
-                     ", ".join(f"{r['cyclicity']:.2f}" + (f" ({r['period']:.0f})" if r["cyclicity"] > 0.05 else "")
+                     ", ".join(f"{r['cyclicity']:.2f}" + (f" ({period_text(r)})" if period_text(r) else "")
                                for r in eps),
                      ", ".join(f"{r['goal_directedness']:.2f}" for r in eps)])
     return rows

@@ -15,8 +15,9 @@ import numpy as np
 
 from ..analysis.anchoring import METRICS
 from ..analysis.figures import figure_widget
-from ..experiments.anchor import (COLORS, SHOWN_METRICS, available_metrics, single_evaluation, SWEEP_QUANTITIES, AnchorResult, cross_energy_html,
-                                  final_table_html, metric_traces, returns_figure, sweep_state_text, sweep_traces)
+from ..experiments.anchor import (COLORS, SHOWN_METRICS, SWEEP_QUANTITIES, AnchorResult, available_metrics,
+                                  cross_energy_html, final_table_html, metric_traces, returns_figure,
+                                  single_evaluation, sweep_state_text, sweep_traces)
 from ..rendering import frame_png
 
 try:

@@ -705,10 +705,7 @@ class TrainingDashboard(W.VBox):
         self.progress_label.value = f"<span style='font-family:monospace'>{line}</span>"
         if self.trainer is not None and self.running and not self.controls.pause_requested:
             last_eval = int(self.data.eval_points[-1]["step"]) if self.data.eval_points else None
-            text = phase_text(step, self.trainer.cfg, last_eval)
-            if self.data.seed_updates is not None:
-                done, of = self.data.seed_updates
-                text = f"updates on the seed data: {done:,} / {of:,} (the losses panel shows them as they go)"
+            text = phase_text(step, self.trainer.cfg, last_eval, self.data.seed_updates)
             self.phase_w.value = f"<span style='color:#555'>{html.escape(text)}</span>"
         else:
             self.phase_w.value = ""

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from ..analysis import LatentRollouts, Projection, project
 from ..analysis.figures import figure_widget, path_traces
-from ..analysis.structure import latent_structure_per_episode
+from ..analysis.structure import CYCLIC, latent_structure_per_episode, period_text
 from ..rendering import frame_png
 
 
 METRIC_NOTES = {
     "cyclicity": "0: never comes back; 1: returns exactly to earlier states (a gait)",
-    "period": "steps between returns, shown only when cyclicity > 0.05",
+    "period": f"steps between returns, shown only when cyclicity > {CYCLIC}",
     "recurrence": "share of state pairs, far apart in time, that nearly coincide",
     "goal_directedness": "1: a straight run from start to end; 0: a closed loop",
     "approach": "share of coarse steps that get closer to the final state",
@@ -23,7 +23,7 @@ METRIC_NOTES = {
 def _cell(row: dict, col: str) -> str:
     value = row[col]
     if col == "period":
-        return f"{value:.0f}" if row["cyclicity"] > 0.05 and value == value else "—"
+        return period_text(row) or "—"
     if col == "return":
         return f"{value:.1f}"
     return f"{value:.2f}"
