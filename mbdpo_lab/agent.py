@@ -18,9 +18,10 @@ import torch.nn.functional as F
 
 from .config import Config
 from .errors import ConfigError, ObservationError, TrainingDiverged
-from .planner import (DiffusionPlanner, MPPIPlanner, PlanResult, PolicyActor, ScoreOnlyPlanner, WorldModelReturn,
-                      shift_warm_start)
-from .world_model import WorldModel
+from .planner import (DiffusionPlanner, EpisodeBatchReturn, MPPIPlanner, PlanResult, PolicyActor, ScoreOnlyPlanner,
+                      WorldModelReturn, shift_warm_start)
+from .nn import rows_apart
+from .world_model import FusedStepHeads, WorldModel
 
 PLANNERS = ("diffusion", "mppi", "policy", "score")
 
@@ -107,22 +108,29 @@ class MBDPO:
 
     # --- acting ----------------------------------------------------------------------------
     def return_model(self, z0: torch.Tensor, eta: float | None = None,
-                     generator: torch.Generator | None = None) -> WorldModelReturn:
+                     generator: torch.Generator | None = None, step_heads: FusedStepHeads | None = None
+                     ) -> WorldModelReturn:
         return WorldModelReturn(self.wm, z0, self.cfg.eta if eta is None else eta, self.gamma,
                                 generator=generator, bf16=self.cfg.planner_bf16,
-                                redraw_heads=self.cfg.variant == "release")
+                                redraw_heads=self.cfg.variant == "release", step_heads=step_heads)
 
     @torch.no_grad()
     def encode(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
-        arr = self.check_observation(obs)
-        z = self.wm.encode(torch.as_tensor(arr, device=self.device).reshape(1, -1))[0]
+        """One observation [obs_dim] -> latent [L]."""
+        return self.encode_batch([obs])[0]
+
+    @torch.no_grad()
+    def encode_batch(self, observations) -> torch.Tensor:
+        """Observations (one per episode) -> latents [B, L]; each checked at the boundary."""
+        arr = np.stack([self.check_observation(o) for o in observations])
+        z = rows_apart(self.wm.encoder, torch.as_tensor(arr, device=self.device)[:, None])[:, 0]  # each as alone
         if not bool(torch.isfinite(z).all()):
             if not all(bool(torch.isfinite(p).all()) for p in self.wm.encoder.parameters()):
                 raise TrainingDiverged("the encoder's weights are not finite (a diverged run?); load an earlier "
                                        "checkpoint")
-            i = int(np.abs(arr).argmax())
-            raise ObservationError(f"observation too large to encode: entry [{i}] = {arr[i]:.3g} overflows the "
-                                   "encoder; check the environment (a simulation that blew up?)")
+            i = int(np.abs(arr).max(0).argmax())
+            raise ObservationError(f"observation too large to encode: entry [{i}] = {np.abs(arr).max(0)[i]:.3g} "
+                                   "overflows the encoder; check the environment (a simulation that blew up?)")
         return z
 
     def check_observation(self, obs: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -147,25 +155,38 @@ class MBDPO:
              generator: torch.Generator | None = None, update_warm_start: bool = True,
              planner_obj: DiffusionPlanner | None = None, eta: float | None = None) -> PlanResult:
         """Plan from an observation; ``t0`` marks an episode start (warm start from zeros)."""
+        result = self.plan_batch([obs], [None if t0 else self.prev_plan], [generator], planner=planner,
+                                 trace=trace, planner_obj=planner_obj, eta=eta)[0]
+        if update_warm_start:
+            self.prev_plan = result.plan
+        return result
+
+    @torch.no_grad()
+    def plan_batch(self, observations, previous_plans: list[torch.Tensor | None], generators: list,
+                   planner: str | None = None, trace: bool = False, planner_obj: DiffusionPlanner | None = None,
+                   eta: float | None = None) -> list[PlanResult]:
+        """One decision for each of B episodes in lock-step: one batched search, each episode with its own
+        previous plan (None at its start) and generator, so each gets what `plan` would give it alone.
+        Leaves ``prev_plan`` alone."""
         kind = planner or self.cfg.planner
         if kind not in PLANNERS:
             raise ConfigError(f"planner must be one of {', '.join(PLANNERS)}, got {kind!r}")
-        z0 = self.encode(obs)
-        warm = shift_warm_start(None if t0 else self.prev_plan, self.cfg.horizon, self.act_dim, self.device)
+        z0 = self.encode_batch(observations)
+        warm = torch.stack([shift_warm_start(p, self.cfg.horizon, self.act_dim, self.device) for p in previous_plans])
         if kind == "policy":
-            action = self.policy_actor.act(z0, eval_mode=True, generator=generator)
-            result = PlanResult(plan=warm, action=action)
+            actions = self.policy_actor.act(z0, eval_mode=True, generator=list(generators))
+            results = [PlanResult(plan=w, action=a) for w, a in zip(warm, actions)]
         else:
             if kind == "score" and self.wm.score_net is None:
                 raise ConfigError("planner=score needs a score network; this agent has none (use_score_net=false)")
             search = planner_obj or {"diffusion": self.diffusion, "mppi": self.mppi, "score": self.score_only}[kind]
-            result = search.plan(self.return_model(z0, eta, generator), warm, generator, trace=trace)
-        if not bool(torch.isfinite(result.plan).all() and torch.isfinite(result.action).all()):
+            heads = FusedStepHeads(self.wm)  # the weights stay fixed during the decision: stacked once
+            model = EpisodeBatchReturn([self.return_model(z, eta, g, step_heads=heads) for z, g in zip(z0, generators)])
+            results = search.plan_batch(model, warm, trace=trace)
+        if not all(bool(torch.isfinite(r.plan).all() and torch.isfinite(r.action).all()) for r in results):
             raise TrainingDiverged("the planner produced a non-finite plan from a finite observation: the "
                                    "model's weights are not finite (a diverged run?); load an earlier checkpoint")
-        if update_warm_start:
-            self.prev_plan = result.plan
-        return result
+        return results
 
     @contextlib.contextmanager
     def scoped_warm_start(self, start: np.ndarray | torch.Tensor | None = None):

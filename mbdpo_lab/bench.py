@@ -142,3 +142,27 @@ def benchmark(cfg: Config, obs_dim: int = 24, act_dim: int = 6, dtype: str = "fp
 
         out["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out
+
+
+def evaluation_speed(cfg: Config, episodes: int = 10, length: int = 50, seed: int = 0) -> dict[str, Any]:
+    """Wall time of one evaluation (``episodes`` x ``length`` steps of cfg.task, untrained agent), run one
+    episode at a time and in lock-step (`trainer.evaluate`); the returns must agree, or it raises."""
+    from .envs import make_env
+    from .trainer import evaluate
+
+    env = make_env(cfg.task, action_repeat=cfg.action_repeat, episode_length=length)
+    torch.manual_seed(seed)
+    agent = MBDPO(cfg, env.obs_dim, env.act_dim)
+    out: dict[str, Any] = dict(preset=cfg.preset, task=cfg.task, planner=cfg.planner, episodes=episodes,
+                               steps=length, threads=torch.get_num_threads(), cpu=cpu_description(),
+                               device=str(agent.device))
+    returns = {}
+    for name, lockstep in (("one_at_a_time", False), ("lockstep", True)):
+        start = time.perf_counter()
+        returns[name] = evaluate(agent, env, episodes, seed=seed, lockstep=lockstep)["returns"]
+        out[f"{name}_s"] = significant(time.perf_counter() - start)
+    if returns["one_at_a_time"] != returns["lockstep"]:
+        raise RuntimeError("lock-step evaluation gave other returns than one episode at a time")
+    out["speedup"] = significant(out["one_at_a_time_s"] / out["lockstep_s"])
+    env.close()
+    return out

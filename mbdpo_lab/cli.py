@@ -142,6 +142,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--build", nargs="*", metavar="NAME", default=None,
                    help="remake these assets (none named: all) from the shipped agents, into the package's data")
 
+    p = sub.add_parser("sweep", help="train a grid of tasks x seeds x config values on Ray (local or a cluster)",
+                       description="Every combination of --tasks, --grid values and --seeds, one run directory "
+                                   "each under --out. Run the same command again to resume after a crash.")
+    p.add_argument("--tasks", nargs="+", required=True, metavar="TASK")
+    p.add_argument("--seeds", nargs="+", type=_count(0), required=True, metavar="SEED")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="config values to cross (repeatable), e.g. --grid eta=0,0.1 --grid variant=lab,release")
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--steps", type=_count(1), default=None, help="environment steps per trial (default: the preset's)")
+    p.add_argument("--out", required=True, help="sweep directory: one run directory per trial, sweep_results.csv")
+    p.add_argument("--address", default=None, help="an existing Ray cluster (HOST:PORT); default: a local one")
+    p.add_argument("--num-cpus", type=_count(1), default=None, help="CPUs of the local Ray instance (default: all)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, default=0.0)
+    _add_set(p)
+
     _add_compare_anchor(sub)
     p = sub.add_parser("anchor-table", help="markdown table of compare-anchor output directories")
     p.add_argument("dirs", nargs="+", metavar="DIR", help="directories written by compare-anchor --out")
@@ -153,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=_count(1), default=10)
     p.add_argument("--obs-dim", type=_count(1), default=24)
     p.add_argument("--act-dim", type=_count(1), default=6)
+    p.add_argument("--eval", type=_count(1), default=None, metavar="EPISODES",
+                   help="instead: time an evaluation of EPISODES episodes one at a time and in lock-step")
+    p.add_argument("--task", default="reacher-easy", help="the task of --eval")
+    p.add_argument("--eval-steps", type=_count(1), default=50, help="steps per episode of --eval")
     _add_set(p)
     return parser
 
@@ -230,13 +250,9 @@ def cmd_train(args) -> None:
 
     signal.signal(signal.SIGTERM, lambda *_: trainer.stop())  # `kill` stops cleanly, like Ctrl-C
     try:
-        trainer.run(progress=bar.update)
+        trainer.complete(progress=bar.update)
     finally:
         bar.close()
-    if trainer.last_eval is None or trainer.last_eval.get("step") != trainer.env_step:
-        if trainer.state == "finished":
-            trainer.run_evaluation()
-            trainer.save()
     print(json.dumps({"out": str(out), "state": trainer.state, "step": trainer.env_step,
                       "eval_return": (trainer.last_eval or {}).get("mean_return")}))
 
@@ -362,7 +378,14 @@ def cmd_fidelity(args) -> None:
 def cmd_bench(args) -> None:
     from .bench import benchmark
 
-    cfg = _config(args.preset, args.overrides, device=args.device)
+    cfg = _config(args.preset, args.overrides, device=args.device, task=args.task)
+    if args.eval:
+        from .bench import evaluation_speed
+        from .envs import resolve_task
+
+        resolve_task(cfg.task)
+        print(json.dumps(evaluation_speed(cfg, episodes=args.eval, length=args.eval_steps)))
+        return
     result = benchmark(cfg, obs_dim=args.obs_dim, act_dim=args.act_dim, dtype=args.dtype, repeats=args.repeats)
     print(json.dumps(result))
 
@@ -399,7 +422,27 @@ def cmd_lessons(args) -> None:
         print(f"{name:12s} {'OK' if not problems else 'NOT USABLE: ' + '; '.join(problems)}  ({asset.what})")
 
 
-COMMANDS = {"tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
+def cmd_sweep(args) -> None:
+    from .experiments.sweep import SweepSpec, parse_grid, run_sweep
+
+    if args.cpus_per_trial <= 0 or args.gpus_per_trial < 0:
+        raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    spec = SweepSpec(tasks=args.tasks, seeds=args.seeds, grid=parse_grid(args.grid), preset=args.preset,
+                     steps=args.steps, overrides=args.overrides)
+
+    def report(result, finished, total):
+        if result.get("state") == "finished":
+            print(f"[{finished}/{total}] {result['name']}: eval return {result['eval_return']:.1f} "
+                  f"({result['wall_s']:.0f} s)", flush=True)
+        else:
+            print(f"{result['name']}: {result.get('state')} ({result.get('error', '')})", flush=True)
+
+    results = run_sweep(spec, args.out, address=args.address, num_cpus=args.num_cpus,
+                        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, on_result=report)
+    print(json.dumps({"out": args.out, "finished": len(results), "results": str(Path(args.out) / "sweep_results.csv")}))
+
+
+COMMANDS = {"sweep": cmd_sweep, "tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
             "eval": cmd_eval, "bench": cmd_bench, "latents": cmd_latents,
             "export": cmd_export, "compare-anchor": cmd_compare_anchor, "anchor-table": cmd_anchor_table,
             "import-checkpoint": cmd_import_checkpoint, "score-policy": cmd_score_policy,

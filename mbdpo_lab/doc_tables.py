@@ -85,31 +85,63 @@ def bench_table(data_dir: Path) -> str:
           f"{r['cpu']}, {r['threads']}"] for r in _csv_rows(data_dir / "bench.csv")])
 
 
-def fidelity_table(data_dir: Path) -> str:
-    """Variant release against variant lab, per task, mean (± std over seeds) of `mbdpo-lab fidelity` rows."""
-    import numpy as np
+def seed_cell(values: list[float], digits: int) -> str:
+    """IQM over seeds with its 95% stratified-bootstrap interval (rliable); the value alone for one seed."""
+    from .analysis.statistics import aggregate
 
-    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
-    for r in _csv_rows(data_dir / "fidelity.csv"):
-        groups.setdefault((r["task"], r["variant"]), []).append(r)
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return aggregate({"x": values})["x"]["IQM"].text(digits)
 
-    def cell(runs: list[dict[str, str]], key: str, digits: int) -> str:
-        values = [float(r[key]) for r in runs if r[key] not in ("", None)]
-        if not values:
-            return "–"
-        text = f"{np.mean(values):.{digits}f}"
-        return text + (f" ± {np.std(values):.{digits}f}" if len(values) > 1 else "") + (
-            f" ({len(values)})" if len(values) != len(runs) else "")
 
-    out = ["| task | variant | seeds | steps reached | eval 10k | eval 20k | eval 30k | F accuracy | "
-           "F AUC vs uniform | std of F on data | over-estimation |", "|" + "---|" * 11]
-    for (task, variant), runs in sorted(groups.items()):
-        steps = sorted(int(r["steps"]) for r in runs)
-        out.append(f"| {task} | {variant} | {len(runs)} | {', '.join(f'{s // 1000}k' for s in steps)} | "
-                   + " | ".join([cell(runs, "eval_10k", 0), cell(runs, "eval_20k", 0), cell(runs, "eval_30k", 0),
-                                 cell(runs, "f_accuracy", 2), cell(runs, "f_auc_uniform", 2),
-                                 cell(runs, "f_std_data", 2), cell(runs, "overestimation", 1)]) + " |")
+def arms_table(rows: list[dict[str, str]], arm_keys: tuple[str, ...], metrics: list[tuple[str, str, int]],
+               improvement: tuple[str, str, str, str] | None = None, steps: str | None = None) -> str:
+    """Markdown: one line per arm (rows sharing ``arm_keys``), each metric as IQM [95% CI] over its seeds.
+
+    ``improvement`` = (metric, key, better, worse): a last column with the probability that a seed of the
+    arm whose ``key`` is ``better`` beats one of the arm with ``worse`` on that metric, per remaining keys.
+    ``steps``: a column of that title listing each seed's ``steps`` (in thousands).
+    """
+    from .analysis.statistics import probability_of_improvement
+
+    groups: dict[tuple[str, ...], list[dict[str, str]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in arm_keys), []).append(r)
+
+    def values(runs, key):
+        return [float(r[key]) for r in runs if r.get(key) not in ("", None)]
+
+    header = [*arm_keys, "seeds", *([steps] if steps else []), *(label for _, label, _ in metrics)]
+    if improvement:
+        metric, key, better, worse = improvement
+        header.append(f"P({key} {better} beats {key} {worse}) on {metric}")
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for arm, runs in sorted(groups.items()):
+        cells = [*arm, str(len(runs))]
+        if steps:
+            cells.append(", ".join(f"{round(int(r['steps']) / 1000)}k" for r in runs))
+        cells += [seed_cell(values(runs, k), d) for k, _, d in metrics]
+        if improvement:
+            i = arm_keys.index(key)
+            pair = {side: groups.get(tuple(v if j == i else a for j, a in enumerate(arm)), [])
+                    for side, v in (("better", better), ("worse", worse))}
+            x, y = values(pair["better"], metric), values(pair["worse"], metric)
+            cells.append(probability_of_improvement(x, y).text(2) if x and y else "–")
+        out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
+
+
+FIDELITY_METRICS = [("eval_10k", "eval 10k", 0), ("eval_20k", "eval 20k", 0), ("eval_30k", "eval 30k", 0),
+                    ("f_accuracy", "F accuracy", 2), ("f_auc_uniform", "F AUC vs uniform", 2),
+                    ("f_std_data", "std of F on data", 2), ("overestimation", "over-estimation", 1)]
+
+
+def fidelity_table(data_dir: Path) -> str:
+    """Variant release against variant lab, per task: `mbdpo-lab fidelity` rows as IQM [95% CI] over seeds."""
+    return arms_table(_csv_rows(data_dir / "fidelity.csv"), ("task", "variant"), FIDELITY_METRICS,
+                      steps="F measured at")
 
 
 def score_policy_table(data_dir: Path) -> str:
@@ -178,6 +210,7 @@ DOCS_DATA = Path(__file__).resolve().parent.parent / "docs" / "data"
 # docs/data/tables/NAME.csv fills the block table:NAME of this page
 CSV_TABLES: dict[str, str] = {
     "bench-history": "docs/performance.md", "torch-compile": "docs/performance.md",
+    "lockstep-eval": "docs/performance.md",
     "notebook-times-before": "docs/performance.md", "pendulum-runs": "docs/results.md",
     "latent-structure": "docs/results.md", "anchor-cartpole-smooth": "docs/results.md",
     "anchor-cartpole-three-etas": "docs/results.md", "anchor-reacher": "docs/results.md",

@@ -86,6 +86,15 @@ class DMControlEnv:
         done = self._t >= self.episode_length or ts.last()
         return self._flatten(ts.observation), float(reward), bool(done)
 
+    def reseed(self, seed: int) -> "DMControlEnv":
+        """Draw the following episodes' initial states from ``seed`` (as a new env with that seed would)."""
+        self._env.task.random.seed(seed)
+        return self
+
+    def copy(self, seed: int = 0) -> "DMControlEnv":
+        """Another instance of the same task and settings (for episodes run in lock-step)."""
+        return make_env(self.name, seed=seed, action_repeat=self.action_repeat, episode_length=self.episode_length)
+
     def branch_step(self, action: np.ndarray) -> tuple[np.ndarray, float]:
         """Try ``action`` from the current state and come back: (next observation, reward).
 

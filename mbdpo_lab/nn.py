@@ -12,6 +12,17 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def randn_blocks(shape: tuple[int, ...], generator: torch.Generator | list | None, device=None,
+                 dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Standard normal noise of ``shape``. With a list of generators (one per episode planned in
+    lock-step) the first axis is split into equal blocks and block i is drawn from generator i exactly
+    as a draw of that block alone would be: each episode gets the numbers it would get on its own."""
+    if not isinstance(generator, (list, tuple)):
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    rows = shape[0] // len(generator)
+    return torch.cat([torch.randn((rows, *shape[1:]), generator=g, device=device, dtype=dtype) for g in generator])
+
+
 class SimNorm(nn.Module):
     """Simplicial normalisation: softmax over consecutive groups of ``group`` entries.
 
@@ -65,9 +76,12 @@ class _OneExpMish(torch.autograd.Function):
         return (t * t).neg_().add_(1.0).mul_(sigmoid).mul_(x).add_(t).mul_(grad)
 
 
-def mish(x: torch.Tensor) -> torch.Tensor:
-    """x * tanh(softplus(x)), from one exp for fp32/fp64 tensors of 4096 elements or more (see above)."""
-    if not (ONE_EXP_MISH and x.dtype in (torch.float32, torch.float64) and x.numel() >= _MIN_NUMEL):
+def mish(x: torch.Tensor, episodes: int = 1) -> torch.Tensor:
+    """x * tanh(softplus(x)), from one exp for fp32/fp64 tensors of 4096 elements or more (see above).
+
+    ``episodes``: x holds that many episodes' rows (lock-step planning); the choice is made on one
+    episode's share, so an episode gets the same numbers alone or in a batch."""
+    if not (ONE_EXP_MISH and x.dtype in (torch.float32, torch.float64) and x.numel() // episodes >= _MIN_NUMEL):
         return F.mish(x)
     if torch.is_grad_enabled() and x.requires_grad:
         return _OneExpMish.apply(x)
@@ -81,6 +95,31 @@ class Mish(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return mish(x)
+
+
+def rows_apart(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)``; for x [B, N, in] (B episodes planned in lock-step) every Linear runs as a batched
+    matmul over the episodes, so each episode's rows go through the very kernel they would alone.
+
+    A plain matmul of all B*N rows is faster on paper, but BLAS picks its kernel by row count and the
+    last bits of a row's result change with it: enough, over an episode, to change a plan's elites.
+    """
+    if x.dim() != 3:
+        return module(x)
+    if isinstance(module, nn.Linear):
+        if module.out_features == 1:  # a matrix-vector product: BLAS varies its kernel with the batch here too
+            out = (x * module.weight[0]).sum(-1, keepdim=True)
+            return out if module.bias is None else out + module.bias
+        w = module.weight.t()
+        w = w.expand(x.shape[0], *w.shape)
+        return torch.bmm(x, w) if module.bias is None else torch.baddbmm(module.bias, x, w)
+    if isinstance(module, nn.Sequential):
+        for child in module:
+            x = rows_apart(child, x)
+        return x
+    if isinstance(module, Mish):
+        return mish(x, episodes=x.shape[0])
+    return module(x)
 
 
 class NormedLinear(nn.Sequential):
@@ -252,7 +291,7 @@ class TwoHot(nn.Module):
     def decode(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits [..., num_bins] -> scalars [...] (expected symlog value, mapped back)."""
         probs = F.softmax(logits.float(), dim=-1)
-        return symexp(probs @ self.bins)
+        return symexp((probs * self.bins).sum(-1))  # a row-wise sum: a row's value does not depend on the batch
 
     def cross_entropy(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-element cross-entropy between predicted logits and the two-hot of ``target``."""

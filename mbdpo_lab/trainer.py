@@ -29,7 +29,7 @@ from .checkpoint import load_checkpoint, read_header, save_checkpoint
 from .config import Config
 from .envs import EVAL_SEED_OFFSET, make_env
 from .errors import CheckpointError, TrainingDiverged
-from .episodes import run_episode
+from .episodes import run_episode, run_episodes
 from .rendering import render_on_device
 
 Callback = Callable[[str, dict[str, Any]], None]
@@ -77,26 +77,48 @@ def _set_aside_rows_after(path: Path, step: int) -> None:
     tmp.replace(path)
 
 
+def episode_seeds(seed: int, episodes: int) -> list[tuple[int, int]]:
+    """(environment seed, planner seed) of each evaluation episode: independent streams from one seed, so
+    an episode is the same whether it runs alone or in lock-step with others."""
+    children = np.random.SeedSequence(seed).spawn(episodes)
+    return [tuple(int(v) for v in child.generate_state(2)) for child in children]
+
+
 def evaluate(agent: MBDPO, env, episodes: int, planner: str | None = None, video_size: int = 0,
-             seed: int = 0, should_stop: Callable[[], bool] | None = None) -> dict[str, Any] | None:
-    """Run ``episodes`` noise-free episodes; frames of the first one when ``video_size`` > 0.
+             seed: int = 0, should_stop: Callable[[], bool] | None = None, lockstep: bool = True
+             ) -> dict[str, Any] | None:
+    """Run ``episodes`` noise-free episodes (in lock-step unless ``lockstep=False``); frames of the
+    first one when ``video_size`` > 0. Episode i starts from ``env``'s task reseeded with
+    `episode_seeds`'s i-th pair, whatever ``env`` did before.
 
     Returns None when ``should_stop()`` turns true before the evaluation is complete.
     """
-    gen = torch.Generator(device=agent.device).manual_seed(seed)
-    returns, plan_ms, frames = [], [], None
-    for ep in range(episodes):
-        episode = run_episode(agent, env, gen, planner=planner, should_stop=should_stop,
-                              frame_size=video_size if ep == 0 and video_size else None)
-        if episode.stopped:
-            return None
-        returns.append(episode.total_return)
-        plan_ms.extend(episode.plan_ms.tolist())
-        if ep == 0:
-            frames = episode.frames
+    seeds = episode_seeds(seed, episodes)
+    gens = [torch.Generator(device=agent.device).manual_seed(torch_seed) for _, torch_seed in seeds]
+    envs = [env] + [env.copy() for _ in range(episodes - 1)] if lockstep else [env] * episodes
+    try:
+        if lockstep:
+            for e, (env_seed, _) in zip(envs, seeds):
+                e.reseed(env_seed)
+            runs = run_episodes(agent, envs, gens, planner=planner, should_stop=should_stop,
+                                frame_size=video_size or None)
+        else:
+            runs = []
+            for ep, (env_seed, _) in enumerate(seeds):
+                runs.append(run_episode(agent, env.reseed(env_seed), gens[ep], planner=planner, should_stop=should_stop,
+                                        frame_size=video_size if ep == 0 and video_size else None))
+                if runs[-1].stopped:
+                    break
+    finally:
+        for e in envs[1:] if lockstep else []:
+            e.close()
+    if any(r.stopped for r in runs):
+        return None
+    returns = [r.total_return for r in runs]
+    plan_ms = np.concatenate([r.plan_ms for r in runs])
     return dict(mean_return=float(np.mean(returns)), std_return=float(np.std(returns)),
                 returns=[float(r) for r in returns], episodes=episodes,
-                planner_ms=float(np.median(plan_ms)) if plan_ms else 0.0, frames=frames)
+                planner_ms=float(np.median(plan_ms)) if plan_ms.size else 0.0, frames=runs[0].frames)
 
 
 def replay_path(run_dir: str | Path) -> Path:
@@ -367,6 +389,16 @@ class Trainer:
         self._emit("done", {"step": self.env_step, "state": self.state})
         return self
 
+    def complete(self, progress: Callable[[int], None] | None = None) -> "Trainer":
+        """`run` to cfg.steps; a finished run is then evaluated at its last step (when the schedule did not)
+        and saved, so its last evaluation and checkpoint describe the final agent."""
+        self.run(progress=progress)
+        if self.state == "finished" and (self.last_eval or {}).get("step") != self.env_step:
+            self.run_evaluation()
+            if self.out_dir:
+                self.save()
+        return self
+
     def _safe_save(self) -> None:
         if not self.out_dir:
             return
@@ -433,7 +465,7 @@ class Trainer:
             cfg.steps = steps
         agent_step = int(ckpt.meta["agent_step"])
         # Fresh initial states: the env seeded like the first segment would replay its start states.
-        # (The evaluation env keeps its seed, so evaluations stay comparable across segments.)
+        # (Evaluation episodes are seeded by step, `episode_seeds`, whatever the envs did before.)
         trainer = cls(cfg, out_dir, callbacks, agent=ckpt.agent, env_seed=cfg.seed + agent_step, controls=controls)
         for leftover in [*(out_dir / "checkpoints").glob("*.tmp*"), *out_dir.glob("*.tmp")]:
             leftover.unlink()  # half-written files of a killed save

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import Config
-from .nn import (EnsembleMLP, SimNorm, TwoHot, mish, mlp, release_init, sinusoidal_embedding, zero_last_layer,
-                 zero_last_weight)
+from .nn import (EnsembleMLP, SimNorm, TwoHot, mish, mlp, randn_blocks, release_init, rows_apart,
+                 sinusoidal_embedding, zero_last_layer, zero_last_weight)
 
 
 @dataclass
@@ -46,15 +46,19 @@ class ScoreNet(nn.Module):
         self.register_buffer("alpha_bar", torch.as_tensor(np.cumprod(1 - betas), dtype=torch.float32),
                              persistent=False)
 
-    def raw(self, z: torch.Tensor, x: torch.Tensor, level: torch.Tensor | int) -> torch.Tensor:
-        """The network's own output [B, H, A]: a score, or a mean (see the class docstring)."""
+    def raw(self, z: torch.Tensor, x: torch.Tensor, level: torch.Tensor | int, apart: bool = False) -> torch.Tensor:
+        """The network's own output [B, H, A]: a score, or a mean (see the class docstring).
+        ``apart``: the rows are episodes in lock-step, computed as they would be alone (`rows_apart`)."""
         level = torch.as_tensor(level, device=x.device).reshape(-1)
         emb = sinusoidal_embedding(level, self.embed_dim).expand(x.shape[0], -1)
-        return self.net(torch.cat([z, x.flatten(1), emb], dim=-1)).view_as(x)
+        inputs = torch.cat([z, x.flatten(1), emb], dim=-1)
+        out = rows_apart(self.net, inputs[:, None])[:, 0] if apart else self.net(inputs)
+        return out.view_as(x)
 
-    def forward(self, z: torch.Tensor, x: torch.Tensor, level: torch.Tensor | int) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, x: torch.Tensor, level: torch.Tensor | int, apart: bool = False
+                ) -> torch.Tensor:
         """z [B, L], x [B, H, A], level: one for the whole batch or one per row ([B]) -> score [B, H, A]."""
-        out = self.raw(z, x, level)
+        out = self.raw(z, x, level, apart)
         if self.output == "score":
             return out
         abar = self.alpha_bar[torch.as_tensor(level, device=x.device).reshape(-1)].view(-1, 1, 1)
@@ -112,7 +116,8 @@ class WorldModel(nn.Module):
         return self.encoder(obs)
 
     def next(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        return self.dynamics(torch.cat([z, a], dim=-1))
+        """z [N, L], a [N, A] -> z' [N, L]; or [B, N, ...] for episodes in lock-step (`rows_apart`)."""
+        return rows_apart(self.dynamics, torch.cat([z, a], dim=-1))
 
     def reward_logits(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return self.reward_head(torch.cat([z, a], dim=-1))
@@ -153,12 +158,14 @@ class WorldModel(nn.Module):
         device = generator.device if generator is not None else "cpu"
         return torch.randperm(self.cfg.num_q, generator=generator, device=device)[:2].tolist()
 
-    def pi(self, z: torch.Tensor, generator: torch.Generator | None = None) -> PolicySample:
-        """Tanh-squashed Gaussian prior with log-std bounded to [log_std_min, log_std_max]."""
-        mu, log_std = self.pi_head(z).chunk(2, dim=-1)
+    def pi(self, z: torch.Tensor, generator: torch.Generator | list | None = None) -> PolicySample:
+        """Tanh-squashed Gaussian prior with log-std bounded to [log_std_min, log_std_max].
+
+        z [N, L], or [B, N, L] for B episodes in lock-step with ``generator`` a list of B (`randn_blocks`)."""
+        mu, log_std = rows_apart(self.pi_head, z).chunk(2, dim=-1)
         lo, hi = self.cfg.log_std_min, self.cfg.log_std_max
         log_std = lo + 0.5 * (hi - lo) * (torch.tanh(log_std) + 1)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        eps = randn_blocks(mu.shape, generator, device=mu.device, dtype=mu.dtype)
         pre = mu + eps * log_std.exp()
         gaussian = (-0.5 * eps.pow(2) - log_std - 0.9189385175704956).sum(-1, keepdim=True)  # log N(eps); 0.5 log 2pi
         action = torch.tanh(pre)
@@ -189,12 +196,14 @@ class StackedHiddenLayers:
         self.m, self.hidden, self.ln_eps = len(members), members[0][0].shape[0], ln_eps
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """x [N, in] -> last hidden activations of every member [M, N, hidden]."""
-        n, h = x.shape[0], self.hidden
-        x = F.linear(x, self.w1, self.b1).view(n, self.m, h)
-        x = mish(torch.addcmul(self.beta1, F.layer_norm(x, (h,), eps=self.ln_eps), self.g1))
-        x = torch.baddbmm(self.b2, x.transpose(0, 1), self.w2)
-        return mish(torch.addcmul(self.beta2, F.layer_norm(x, (h,), eps=self.ln_eps), self.g2))
+        """x [B, N, in] (B episodes, each computed as alone: `rows_apart`) -> last hidden activations of
+        every member [M, B, N, hidden]."""
+        b, n, h = x.shape[0], x.shape[1], self.hidden
+        x = torch.baddbmm(self.b1, x, self.w1.t().expand(b, *self.w1.t().shape)).view(b, n, self.m, h)
+        x = mish(torch.addcmul(self.beta1, F.layer_norm(x, (h,), eps=self.ln_eps), self.g1), episodes=b)
+        x = torch.matmul(x.permute(2, 0, 1, 3), self.w2[:, None]).add_(self.b2[:, None])
+        return mish(torch.addcmul(self.beta2[:, None], F.layer_norm(x, (h,), eps=self.ln_eps), self.g2[:, None]),
+                    episodes=b)
 
 
 class FusedStepHeads:
@@ -216,9 +225,11 @@ class FusedStepHeads:
         self.outs = [net[2:] for net in nets]  # the dynamics' tail: Linear, (LayerNorm,) SimNorm
 
     def __call__(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(next latent, reward logits, F logit) for z [N, L], a [N, A]."""
-        x = self.hidden(torch.cat([z, a], -1))
-        return self.outs[0](x[0]), self.outs[1](x[1]), self.outs[2](x[2])
+        """(next latent, reward logits, F logit) for z [N, L], a [N, A], or [B, N, ...] for B episodes."""
+        rows = z.dim() == 2
+        x = self.hidden(torch.cat([z, a], -1)[None] if rows else torch.cat([z, a], -1))
+        out = tuple(rows_apart(tail, x[i]) for i, tail in enumerate(self.outs))
+        return tuple(o[0] for o in out) if rows else out
 
 
 class FusedQPair:
@@ -238,6 +249,9 @@ class FusedQPair:
         self.two_hot = wm.two_hot
 
     def __call__(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """Mean of the two heads' decoded Q values [N]."""
-        logits = torch.baddbmm(self.b_out, self.hidden(torch.cat([z, a], -1)), self.w_out)
-        return self.two_hot.decode(logits).mean(0)
+        """Mean of the two heads' decoded Q values: [N] for z [N, L], [B, N] for [B, N, L] (B episodes)."""
+        rows = z.dim() == 2
+        hidden = self.hidden(torch.cat([z, a], -1)[None] if rows else torch.cat([z, a], -1))  # [2, B, N, h]
+        logits = torch.matmul(hidden, self.w_out[:, None]).add_(self.b_out[:, None])
+        q = self.two_hot.decode(logits).mean(0)
+        return q[0] if rows else q

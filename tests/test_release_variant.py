@@ -147,7 +147,7 @@ def test_score_network_trains_and_acts_alone_and_as_guide():
     agent, obs = trainer.agent, trainer.env.reset()
     calls = []
     net = agent.wm.score_net.forward
-    agent.wm.score_net.forward = lambda *a: (calls.append(1), net(*a))[1]
+    agent.wm.score_net.forward = lambda *a, **kw: (calls.append(1), net(*a, **kw))[1]
     action = agent.act(obs, t0=True, eval_mode=True, planner="score")
     assert action.shape == (1,) and len(calls) == cfg.num_levels - 1  # one network call per level
     calls.clear()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +37,33 @@ def run_labels(configs: list[dict]) -> list[str]:
     return labels
 
 
-def plot_runs(run_dirs: list[str | Path], out: str | Path, max_step: int = 100_000) -> Path:
-    """One panel per task: our eval return +- std vs the published MBDPO and TD-MPC2 curves.
+def seed_groups(configs: list[dict]) -> list[list[int]]:
+    """Indices of runs that differ only in their seed (one arm each), in first-seen order."""
+    groups: dict[str, list[int]] = {}
+    for i, cfg in enumerate(configs):
+        key = json.dumps({k: v for k, v in cfg.items() if k not in ("seed", "device")}, sort_keys=True)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
 
-    Runs of the same task (e.g. agents that differ only in eta) share a panel, one curve each; the first
-    run of a task also draws its training episodes.
+
+def seed_curve(run_dirs: list[str | Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, IQM, CI low, CI high) of the eval return over seeds, at the steps every run evaluated."""
+    from .statistics import curve_band
+
+    curves = [read_eval_curve(r) for r in run_dirs]
+    steps = sorted(set.intersection(*(set(c[1].tolist()) for c in curves)))
+    returns = np.array([[dict(zip(c[1].tolist(), c[2]))[s] for s in steps] for c in curves])
+    iqm, low, high = curve_band(returns)
+    return np.array(steps), iqm, low, high
+
+
+def plot_runs(run_dirs: list[str | Path], out: str | Path, max_step: int = 100_000) -> Path:
+    """One panel per task: our eval return vs the published MBDPO and TD-MPC2 curves.
+
+    Runs of the same task (e.g. agents that differ only in eta) share a panel. Runs that differ only in
+    their seed are one arm: its IQM over seeds with a 95% stratified-bootstrap band (rliable); a single
+    run shows its mean +- std over evaluation episodes. The first run of a task also draws its training
+    episodes.
     """
     import json
 
@@ -68,12 +91,19 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, max_step: int = 100_0
             c = curve.clipped(max_step)  # published every 100k steps: points, not a line
             ax.plot(c.steps, c.mean, linestyle="none", marker="o", markersize=8, label=curve.label)
         colours = ["black", "tab:red", "tab:green", "tab:purple", "tab:brown", "tab:pink"]
-        for i, (run, label) in enumerate(zip(runs, run_labels([configs[r] for r in runs]))):
-            _, steps, mean, std = read_eval_curve(run)
-            ax.errorbar(steps, mean, yerr=std, marker="sov^Dp"[i % 6], capsize=3, label=label,
-                        color=colours[i % len(colours)])
-        ax.set(title=task, xlabel="environment steps", ylabel="eval return (mean ± std)", xlim=(0, max_step),
-               ylim=(0, 1000))
+        task_configs = [configs[r] for r in runs]
+        labels = run_labels(task_configs)
+        for i, group in enumerate(seed_groups(task_configs)):
+            colour, marker = colours[i % len(colours)], "sov^Dp"[i % 6]
+            if len(group) == 1:
+                _, steps, mean, std = read_eval_curve(runs[group[0]])
+                ax.errorbar(steps, mean, yerr=std, marker=marker, capsize=3, label=labels[group[0]], color=colour)
+                continue
+            steps, iqm, low, high = seed_curve([runs[j] for j in group])
+            label = labels[group[0]].split(", seed ")[0] + f" (IQM of {len(group)} seeds, 95% CI)"
+            ax.plot(steps, iqm, marker=marker, color=colour, label=label)
+            ax.fill_between(steps, low, high, color=colour, alpha=0.2, linewidth=0)
+        ax.set(title=task, xlabel="environment steps", ylabel="eval return", xlim=(0, max_step), ylim=(0, 1000))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

@@ -18,7 +18,7 @@ from ..envs import MEASURE_SEED_OFFSET, make_env
 from ..errors import UsageError
 from ..trainer import replay_path
 
-COLUMNS = ["run", "task", "variant", "seed", "steps", "eval_10k", "eval_20k", "eval_30k", "eval_episodes",
+COLUMNS = ["run", "task", "variant", "eta", "seed", "steps", "eval_10k", "eval_20k", "eval_30k", "eval_episodes",
            "f_accuracy", "f_auc_uniform", "f_std_data", "overestimation", "q_overestimation", "measure_return",
            "measure_episodes"]
 
@@ -33,7 +33,7 @@ def measure_run(run_dir: str | Path, episodes: int = 5, seed: int = 0) -> dict[s
     agent, cfg = ckpt.agent, ckpt.agent.cfg
     _, steps, means, _ = read_eval_curve(run_dir)
     curve = dict(zip(steps.tolist(), means.tolist()))
-    row: dict[str, Any] = dict(run=run_dir.name, task=cfg.task, variant=cfg.variant, seed=cfg.seed,
+    row: dict[str, Any] = dict(run=run_dir.name, task=cfg.task, variant=cfg.variant, eta=cfg.eta, seed=cfg.seed,
                                steps=int(ckpt.meta.get("env_step", max(curve, default=0))),
                                eval_episodes=cfg.eval_episodes, measure_episodes=episodes)
     for k in (10, 20, 30):
