@@ -64,7 +64,18 @@ def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, 
     """This machine's practical ceiling: GFLOP/s of one large square matmul (best of ``repeats``).
 
     The planner and update are measured against it, so the ratio says how much of the hardware the
-    small matmuls and elementwise work leave unused, on whatever CPU or GPU runs the benchmark."""
+    small matmuls and elementwise work leave unused, on whatever CPU or GPU runs the benchmark.
+    Where a dtype has no fast kernel (bf16 on a CPU without AVX-512 BF16 or AMX runs ~100x slower) the
+    size is halved until one product takes under a second, so the measurement stays short."""
+    while n > 256:
+        probe = torch.randn(n // 4, n // 4, device=device).to(dtype)
+        _sync(device)
+        start = time.perf_counter()
+        torch.mm(probe, probe)
+        _sync(device)
+        if (time.perf_counter() - start) * 64 < 1.0:  # the full size costs 64x the probe
+            break
+        n //= 2
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
     best = float("inf")

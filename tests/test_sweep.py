@@ -4,10 +4,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -102,13 +104,15 @@ def _wait_for_nodes(address: str, n: int, timeout: float = 90) -> None:
 
 def test_a_sweep_runs_across_a_two_node_ray_cluster(tmp_path):
     """A head and a worker node on loopback, one CPU each: two one-CPU trials must land on both."""
+    # Ray's sockets live under its temp dir, and a unix socket path may not exceed 107 bytes
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
     port = _free_port()
     address = f"127.0.0.1:{port}"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1"}
     common = ["--block", "--num-cpus", "1", "--num-gpus", "0", "--object-store-memory", str(80 * 2**20),
               "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
     nodes = [subprocess.Popen([str(BIN / "ray"), "start", "--head", "--port", str(port), "--include-dashboard=false",
-                               "--temp-dir", str(tmp_path / "ray"), *common],
+                               "--temp-dir", str(ray_tmp), *common],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
     try:
         _wait_for_nodes(address, 1)
@@ -134,6 +138,7 @@ def test_a_sweep_runs_across_a_two_node_ray_cluster(tmp_path):
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_an_unreachable_cluster_is_one_line_and_exit_2(tmp_path):

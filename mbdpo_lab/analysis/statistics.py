@@ -7,6 +7,7 @@ fixed, so a table regenerated from the same runs shows the same intervals.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +47,17 @@ def _random_state(seed: int):
     return np.random.RandomState(seed)
 
 
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """rliable's stratified resampling draws from numpy's global generator: seed it, then put it back."""
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)
+
+
 def aggregate(scores: dict[str, object], reps: int = REPS, seed: int = 0, ci: float = 0.95
               ) -> dict[str, dict[str, Estimate]]:
     """{arm: {"IQM": Estimate, "mean": Estimate}} with stratified bootstrap CIs over runs."""
@@ -62,8 +74,9 @@ def aggregate(scores: dict[str, object], reps: int = REPS, seed: int = 0, ci: fl
         if arr.shape[0] < 2:  # nothing to resample
             low = high = point
         else:
-            _, intervals = library.get_interval_estimates({arm: arr}, both, reps=reps, confidence_interval_size=ci,
-                                                          random_state=_random_state(seed))
+            with _seeded(seed):
+                _, intervals = library.get_interval_estimates({arm: arr}, both, reps=reps, confidence_interval_size=ci,
+                                                              random_state=_random_state(seed))
             low, high = intervals[arm]
         out[arm] = {name: Estimate(float(point[i]), float(low[i]), float(high[i]), arr.shape[0])
                     for i, name in enumerate(("IQM", "mean"))}
@@ -78,9 +91,10 @@ def probability_of_improvement(x, y, reps: int = REPS, seed: int = 0, ci: float 
     point = float(metrics.probability_of_improvement(ax, ay))
     if min(ax.shape[0], ay.shape[0]) < 2:
         return Estimate(point, point, point, min(ax.shape[0], ay.shape[0]))
-    _, intervals = library.get_interval_estimates(
-        {"pair": (ax, ay)}, lambda a, b: np.array([metrics.probability_of_improvement(a, b)]), reps=reps,
-        confidence_interval_size=ci, random_state=_random_state(seed))
+    with _seeded(seed):
+        _, intervals = library.get_interval_estimates(
+            {"pair": (ax, ay)}, lambda a, b: np.array([metrics.probability_of_improvement(a, b)]), reps=reps,
+            confidence_interval_size=ci, random_state=_random_state(seed))
     low, high = intervals["pair"][:, 0]
     return Estimate(point, float(low), float(high), min(ax.shape[0], ay.shape[0]))
 
@@ -102,7 +116,9 @@ def performance_profile(scores: dict[str, object], taus, reps: int = REPS, seed:
         if arr.shape[0] < 2:
             out[arm] = (point, np.stack([point, point]))
             continue
-        _, intervals = library.get_interval_estimates({arm: arr}, profile, reps=reps, random_state=_random_state(seed))
+        with _seeded(seed):
+            _, intervals = library.get_interval_estimates({arm: arr}, profile, reps=reps,
+                                                          random_state=_random_state(seed))
         out[arm] = (point, intervals[arm])
     return out
 
@@ -121,6 +137,7 @@ def curve_band(returns: np.ndarray, reps: int = REPS, seed: int = 0, ci: float =
     def iqm_per_step(x):
         return np.array([metrics.aggregate_iqm(x[:, :, j]) for j in range(x.shape[2])])
 
-    _, intervals = library.get_interval_estimates({"c": scores}, iqm_per_step, reps=reps, confidence_interval_size=ci,
-                                                  random_state=_random_state(seed))
+    with _seeded(seed):
+        _, intervals = library.get_interval_estimates({"c": scores}, iqm_per_step, reps=reps,
+                                                      confidence_interval_size=ci, random_state=_random_state(seed))
     return point, intervals["c"][0], intervals["c"][1]

@@ -134,12 +134,9 @@ def run_trial(spec_dict: dict[str, Any], trial_dict: dict[str, Any], out: str) -
             shutil.rmtree(run_dir)
         trainer = Trainer(spec.config(trial), run_dir)
     trainer.complete()
-    try:
-        import ray
+    import ray
 
-        node = ray.get_runtime_context().get_node_id()
-    except Exception:  # noqa: BLE001 - run outside Ray (tests, a plain call)
-        node = ""
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""  # "" outside Ray
     ev = trainer.last_eval or {}
     result = dict(name=trial.name, task=trial.task, seed=trial.seed, **{k: v for k, v in trial.values},
                   state=trainer.state, step=trainer.env_step, eval_return=ev.get("mean_return"),
