@@ -87,7 +87,7 @@ def bench_table(data_dir: Path) -> str:
 
 def seed_cell(values: list[float], digits: int) -> str:
     """IQM over seeds with its 95% stratified-bootstrap interval (rliable); the value alone for one seed."""
-    from .analysis.statistics import aggregate
+    from .statistics import aggregate
 
     if not values:
         return "–"
@@ -104,7 +104,7 @@ def arms_table(rows: list[dict[str, str]], arm_keys: tuple[str, ...], metrics: l
     arm whose ``key`` is ``better`` beats one of the arm with ``worse`` on that metric, per remaining keys.
     ``steps``: a column of that title listing each seed's ``steps`` (in thousands).
     """
-    from .analysis.statistics import probability_of_improvement
+    from .statistics import probability_of_improvement
 
     groups: dict[tuple[str, ...], list[dict[str, str]]] = {}
     for r in rows:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mbdpo_lab.analysis.curves import seed_curve, seed_groups
-from mbdpo_lab.analysis.statistics import aggregate, curve_band, performance_profile, probability_of_improvement
+from mbdpo_lab.statistics import aggregate, curve_band, performance_profile, probability_of_improvement
 
 
 def test_iqm_and_mean_come_with_intervals_that_contain_them_and_shrink_with_more_seeds():

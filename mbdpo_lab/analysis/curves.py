@@ -48,7 +48,7 @@ def seed_groups(configs: list[dict]) -> list[list[int]]:
 
 def seed_curve(run_dirs: list[str | Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(steps, IQM, CI low, CI high) of the eval return over seeds, at the steps every run evaluated."""
-    from .statistics import curve_band
+    from ..statistics import curve_band
 
     curves = [read_eval_curve(r) for r in run_dirs]
     steps = sorted(set.intersection(*(set(c[1].tolist()) for c in curves)))
