@@ -159,10 +159,9 @@ class EpisodeBatchReturn:
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, m in enumerate(self.models):
             groups.setdefault(tuple(sorted(m.heads)), []).append(i)
-        for heads, rows in groups.items():
-            pair = self.models[rows[0]]._q_pairs.get(tuple(self.models[rows[0]].heads))
+        for rows in groups.values():
             idx = torch.as_tensor(rows, device=z.device)
-            out[idx] = pair(z[idx], a[idx]).float()
+            out[idx] = self.models[rows[0]].q_pair(z[idx], a[idx]).float()
         return out
 
     @torch.no_grad()
