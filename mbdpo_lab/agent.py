@@ -219,6 +219,27 @@ class MBDPO:
         self.last_plan_ms = 1000 * (time.perf_counter() - start)
         return out
 
+    @torch.no_grad()
+    def act_batch(self, observations, previous_plans: list[torch.Tensor | None], planner: str | None = None
+                  ) -> tuple[np.ndarray, list[torch.Tensor | None]]:
+        """Exploring actions [B, A] for B training environments in lock-step (one batched search, noise
+        as in `act`), and each environment's plan, its next warm start (None for the policy actor).
+
+        The randomness is the global torch stream, as in training with one environment."""
+        kind = planner or self.cfg.planner
+        start = time.perf_counter()
+        if kind == "policy":
+            actions = self.policy_actor.act(self.encode_batch(observations), eval_mode=False)
+            plans: list[torch.Tensor | None] = [None] * len(observations)
+        else:
+            results = self.plan_batch(observations, previous_plans, [None] * len(observations), planner=kind)
+            actions = torch.stack([r.action for r in results])
+            actions = actions + self.cfg.exploration_std * torch.randn(actions.shape, device=actions.device)
+            plans = [r.plan for r in results]
+        out = actions.clamp(-1, 1).float().cpu().numpy()
+        self.last_plan_ms = 1000 * (time.perf_counter() - start) / len(observations)
+        return out, plans
+
     # --- learning ---------------------------------------------------------------------------
     def energy_loss(self, z: torch.Tensor, a: torch.Tensor, weights: torch.Tensor | None = None) -> EnergyLossOut:
         """Binary logistic loss of F: positives (z_i, a_i) vs three negative candidates at z_i.

@@ -177,3 +177,25 @@ def evaluation_speed(cfg: Config, episodes: int = 10, length: int = 50, seed: in
     out["speedup"] = significant(out["one_at_a_time_s"] / out["lockstep_s"])
     env.close()
     return out
+
+
+def training_speed(cfg: Config, num_envs: int, steps: int = 200) -> dict[str, Any]:
+    """Steady-state training speed of cfg.task with ``num_envs`` environments in lock-step: transitions
+    per second over ``steps`` transitions after a short seed phase (not timed), acting, stepping and
+    updating (cfg.updates_per_env_step per transition) as training does."""
+    from .trainer import Trainer
+
+    seed_steps = cfg.episode_length if cfg.variant == "release" else max(cfg.horizon, 50)
+    warm = -(-(seed_steps + num_envs) // num_envs) * num_envs  # the seed phase, its burst and one planned round
+    measured = -(-steps // num_envs) * num_envs
+    trainer = Trainer(cfg.replace(num_envs=num_envs, seed_steps=seed_steps, eval_every=0, checkpoint_every=0,
+                                  save_video=False, steps=warm + measured))
+    trainer.run(steps=warm)
+    start = time.perf_counter()
+    trainer.run(steps=warm + measured)
+    elapsed = time.perf_counter() - start
+    for env in [*trainer.envs, trainer.eval_env]:
+        env.close()
+    return dict(preset=cfg.preset, task=cfg.task, num_envs=num_envs, updates_per_env_step=cfg.updates_per_env_step,
+                transitions=measured, seconds=significant(elapsed), steps_per_s=significant(measured / elapsed),
+                threads=torch.get_num_threads(), cpu=cpu_description(), device=str(trainer.agent.device))

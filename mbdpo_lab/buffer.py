@@ -122,6 +122,9 @@ class ReplayBuffer:
                                       self.num_transitions], np.int64))
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        if len(state.get("stream_rows", ())) > 1:
+            raise ValueError(f"the saved replay holds {len(state['stream_rows'])} environment streams, this run has "
+                             f"num_envs=1; resume with num_envs={len(state['stream_rows'])}")
         n = len(state["obs"])
         if int(state["scalars"][3]) > self.capacity:
             raise ValueError(f"saved replay holds {int(state['scalars'][3])} transitions, more than this "
@@ -134,3 +137,104 @@ class ReplayBuffer:
         self._pending = state["pending"].tolist() if "pending" in state else []
         self._row, self._episode_start, self.num_episodes, self.num_transitions = (
             int(v) for v in state["scalars"])
+
+
+class ParallelReplay:
+    """The replay of ``streams`` environments that run at once (``num_envs``): one `ReplayBuffer` per
+    environment, so each keeps its episode in progress contiguous, and samples drawn uniformly over the
+    valid starts of all of them (a sub-trajectory never mixes environments).
+
+    Its saved form is that of one buffer (``obs``, ``action``, ``reward``, ``episode`` rows, the
+    streams one after another, episode ids made unique across streams) plus how to split it again, so
+    the analyses that read a run's replay read this one unchanged.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, capacity: int, horizon: int, streams: int, seed: int = 0,
+                 initial_rows: int | None = None, release: bool = False):
+        per_stream = -(-int(capacity) // streams)  # ceil: the streams together hold at least `capacity`
+        rows = None if initial_rows is None else -(-int(initial_rows) // streams) + 2
+        self.streams = [ReplayBuffer(obs_dim, act_dim, per_stream, horizon, seed=seed, initial_rows=rows,
+                                     release=release) for _ in range(streams)]
+        self.capacity, self.horizon = int(capacity), horizon
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self.num_transitions
+
+    @property
+    def num_transitions(self) -> int:
+        return sum(b.num_transitions for b in self.streams)
+
+    @property
+    def num_episodes(self) -> int:
+        return sum(b.num_episodes for b in self.streams)
+
+    @property
+    def num_starts(self) -> int:
+        return sum(b.num_starts for b in self.streams)
+
+    def start_episode(self, obs: np.ndarray, stream: int = 0) -> None:
+        self.streams[stream].start_episode(obs)
+
+    def add(self, action: np.ndarray, reward: float, next_obs: np.ndarray, stream: int = 0) -> None:
+        self.streams[stream].add(action, reward, next_obs)
+
+    def end_episode(self, stream: int = 0) -> None:
+        self.streams[stream].end_episode()
+
+    def sample(self, batch_size: int) -> dict[str, np.ndarray]:
+        """As `ReplayBuffer.sample`, each start drawn uniformly from all streams' valid starts."""
+        counts = np.array([b.num_starts for b in self.streams])
+        if counts.sum() == 0:
+            raise RuntimeError("replay buffer has no complete sub-trajectory yet")
+        pick = self.rng.integers(0, counts.sum(), batch_size)
+        ends = np.cumsum(counts)
+        which = np.searchsorted(ends, pick, side="right")
+        local = pick - (ends - counts)[which]
+        out = {k: np.zeros((self.horizon + (k in ("obs", "episode")), batch_size, *shape), dtype)
+               for k, shape, dtype in (("obs", (self.streams[0].obs_dim,), np.float32),
+                                       ("action", (self.streams[0].act_dim,), np.float32),
+                                       ("reward", (), np.float32), ("episode", (), np.int64))}
+        for s, buf in enumerate(self.streams):
+            cols = np.nonzero(which == s)[0]
+            if not cols.size:
+                continue
+            idx = np.asarray(buf._starts)[local[cols]][None, :] + np.arange(self.horizon + 1)[:, None]
+            out["obs"][:, cols] = buf.obs[idx]
+            out["action"][:, cols] = buf.action[idx[:-1]]
+            out["reward"][:, cols] = buf.reward[idx[:-1]]
+            out["episode"][:, cols] = buf.episode[idx] * len(self.streams) + s
+        return out
+
+    def behaviour_actions(self) -> np.ndarray:
+        return np.concatenate([b.behaviour_actions() for b in self.streams])
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        parts = [b.state_dict() for b in self.streams]
+        n = len(self.streams)
+        episode = [np.where(p["episode"] >= 0, p["episode"] * n + s, -1) for s, p in enumerate(parts)]
+        return dict(obs=np.concatenate([p["obs"] for p in parts]),
+                    action=np.concatenate([p["action"] for p in parts]),
+                    reward=np.concatenate([p["reward"] for p in parts]),
+                    episode=np.concatenate(episode),
+                    starts=np.concatenate([p["starts"] for p in parts]),
+                    pending=np.concatenate([p["pending"] for p in parts]),
+                    scalars=np.stack([p["scalars"] for p in parts]),
+                    stream_rows=np.array([len(p["obs"]) for p in parts], np.int64),
+                    stream_starts=np.array([len(p["starts"]) for p in parts], np.int64),
+                    stream_pending=np.array([len(p["pending"]) for p in parts], np.int64))
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        n = len(self.streams)
+        saved = len(state["stream_rows"]) if "stream_rows" in state else 1
+        if saved != n:
+            raise ValueError(f"the saved replay holds {saved} environment stream(s), this run has num_envs={n}; "
+                             f"resume with num_envs={saved}")
+        cut = {key: np.cumsum(state[f"stream_{key}"])[:-1] for key in ("rows", "starts", "pending")}
+        rows = {k: np.split(state[k], cut["rows"]) for k in ("obs", "action", "reward", "episode")}
+        starts, pending = np.split(state["starts"], cut["starts"]), np.split(state["pending"], cut["pending"])
+        for s, buf in enumerate(self.streams):
+            episode = np.where(rows["episode"][s] >= 0, (rows["episode"][s] - s) // n, -1)
+            buf.load_state_dict(dict(obs=rows["obs"][s], action=rows["action"][s], reward=rows["reward"][s],
+                                     episode=episode, starts=starts[s], pending=pending[s],
+                                     scalars=state["scalars"][s]))

@@ -44,7 +44,8 @@ def _add_compare_anchor(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="directory for the CSVs, the HTML report and the runs")
     p.add_argument("--eta-large", type=float, default=None, help="also train a third agent with this eta")
     p.add_argument("--checkpoints", nargs="+", default=None, metavar="CKPT",
-                   help="measure two or three trained agents (paths, run dirs or pretrained names) instead")
+                   help="measure two or three trained agents (paths, run dirs or pretrained names) instead; "
+                        "runs that differ only in their seed are one arm, with CIs over seeds")
     p.add_argument("--metric-episodes", type=_count(1), default=None,
                    help="noise-free episodes per evaluation for the metrics (default: eval_episodes; 10 with "
                         "--checkpoints)")
@@ -171,7 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--act-dim", type=_count(1), default=6)
     p.add_argument("--eval", type=_count(1), default=None, metavar="EPISODES",
                    help="instead: time an evaluation of EPISODES episodes one at a time and in lock-step")
-    p.add_argument("--task", default="reacher-easy", help="the task of --eval")
+    p.add_argument("--train-envs", type=_count(1), nargs="+", default=None, metavar="N",
+                   help="instead: time training (steps/s after the seed phase) with each number of environments")
+    p.add_argument("--train-steps", type=_count(1), default=200, help="transitions timed per --train-envs value")
+    p.add_argument("--task", default="reacher-easy", help="the task of --eval and --train-envs")
     p.add_argument("--eval-steps", type=_count(1), default=50, help="steps per episode of --eval")
     _add_set(p)
     return parser
@@ -379,6 +383,14 @@ def cmd_bench(args) -> None:
     from .bench import benchmark
 
     cfg = _config(args.preset, args.overrides, device=args.device, task=args.task)
+    if args.train_envs:
+        from .bench import training_speed
+        from .envs import resolve_task
+
+        resolve_task(cfg.task)
+        for n in args.train_envs:
+            print(json.dumps(training_speed(cfg, n, steps=args.train_steps)), flush=True)
+        return
     if args.eval:
         from .bench import evaluation_speed
         from .envs import resolve_task

@@ -44,6 +44,12 @@ class Config:
     """Each agent action is applied this many simulator steps."""
     episode_length: int = 500
     """Agent steps per episode (1000 simulator steps / action_repeat)."""
+    num_envs: int = 1
+    """Training environments run in lock-step, one batched planner call for all of them per step; each
+    is one replay stream. ``steps`` counts the transitions of all of them together."""
+    updates_per_env_step: float = 1.0
+    """Gradient updates per collected transition (after the seed phase's burst): with num_envs=N a
+    lock-step round runs N x this many (fractions carry over). 1 is TD-MPC2's and the paper's rule."""
     device: str = "auto"
     """``auto`` picks CUDA when available, else CPU; or any torch device string."""
     variant: str = "lab"
@@ -456,6 +462,8 @@ def validate(cfg: Config) -> None:
     need(cfg.energy_negatives in ("hardest", "smooth"),
          f"energy_negatives must be hardest or smooth, got {cfg.energy_negatives!r}")
     # the run
+    need(cfg.num_envs >= 1, f"num_envs must be >= 1, got {cfg.num_envs}")
+    need(cfg.updates_per_env_step > 0, f"updates_per_env_step must be > 0, got {cfg.updates_per_env_step}")
     need(cfg.action_repeat >= 1, f"action_repeat must be >= 1, got {cfg.action_repeat}")
     need(cfg.eval_episodes >= 1, f"eval_episodes must be >= 1, got {cfg.eval_episodes}")
     need(cfg.eval_every >= 0 and cfg.checkpoint_every >= 0,

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .agent import MBDPO
-from .buffer import ReplayBuffer
+from .buffer import ParallelReplay, ReplayBuffer
 from .checkpoint import load_checkpoint, read_header, save_checkpoint
 from .config import Config
 from .envs import EVAL_SEED_OFFSET, make_env
@@ -33,6 +33,8 @@ from .episodes import run_episode, run_episodes
 from .rendering import render_on_device
 
 Callback = Callable[[str, dict[str, Any]], None]
+
+ENV_SEED_STRIDE = 7919  # training environment i is seeded seed + i x this (environment 0: the run's seed)
 
 CSV_COLUMNS = [
     "step", "sim_step", "episode", "kind", "episode_return", "eval_return", "eval_return_std",
@@ -183,16 +185,23 @@ class Trainer:
                  agent: MBDPO | None = None, env_seed: int | None = None, controls: RunControls | None = None):
         self.cfg = cfg
         seed_everything(cfg.seed)
-        self.env = make_env(cfg.task, seed=cfg.seed if env_seed is None else env_seed, action_repeat=cfg.action_repeat,
-                            episode_length=cfg.episode_length)
+        base_seed = cfg.seed if env_seed is None else env_seed
+        self.envs = [make_env(cfg.task, seed=base_seed + ENV_SEED_STRIDE * i, action_repeat=cfg.action_repeat,
+                              episode_length=cfg.episode_length) for i in range(cfg.num_envs)]
+        self.env = self.envs[0]
         self.eval_env = make_env(cfg.task, seed=cfg.seed + EVAL_SEED_OFFSET, action_repeat=cfg.action_repeat,
                                  episode_length=cfg.episode_length)
         self.agent = agent or MBDPO(cfg, self.env.obs_dim, self.env.act_dim)
         render_on_device(self.agent.device)  # evaluation videos on the training GPU (EGL)
         planned = min(cfg.buffer_size, cfg.steps)  # storage for the planned run; it grows if run() goes on
-        self.buffer = ReplayBuffer(self.env.obs_dim, self.env.act_dim, cfg.buffer_size, cfg.horizon, seed=cfg.seed,
-                                   initial_rows=planned + planned // cfg.episode_length + 2,
-                                   release=cfg.variant == "release")
+        rows = planned + planned // cfg.episode_length + 2
+        if cfg.num_envs == 1:
+            self.buffer = ReplayBuffer(self.env.obs_dim, self.env.act_dim, cfg.buffer_size, cfg.horizon, seed=cfg.seed,
+                                       initial_rows=rows, release=cfg.variant == "release")
+        else:
+            self.buffer = ParallelReplay(self.env.obs_dim, self.env.act_dim, cfg.buffer_size, cfg.horizon,
+                                         cfg.num_envs, seed=cfg.seed, initial_rows=rows + cfg.num_envs,
+                                         release=cfg.variant == "release")
         self.rng = np.random.default_rng(cfg.seed)
         self.callbacks: list[Callback] = list(callbacks or [])
         self.out_dir = Path(out_dir) if out_dir else None
@@ -202,14 +211,17 @@ class Trainer:
         self.last_eval: dict[str, Any] | None = None
         self.state = "idle"  # idle, running, paused, stopped, finished, failed
         self.error: BaseException | None = None
-        self._obs: np.ndarray | None = None
-        self._t = 0
-        self._ep_return = 0.0
+        n = cfg.num_envs  # each training environment's episode in progress:
+        self._obs: list[np.ndarray | None] = [None] * n  # its observation (None: reset at the next step)
+        self._t = [0] * n  # its steps so far
+        self._ep_return = [0.0] * n
+        self._plans: list[torch.Tensor | None] = [None] * n  # its last plan, the next warm start (num_envs > 1)
+        self._ep_start_time = [time.perf_counter()] * n
+        self._ep_start_step = [0] * n
+        self._update_credit = 0.0  # updates earned by updates_per_env_step and not yet run
         self._ep_losses: list[dict[str, float]] = []
         self._ep_plan_ms: list[float] = []
         self._ep_update_ms: list[float] = []
-        self._ep_start_time = time.perf_counter()
-        self._ep_start_step = 0
         self._run_lock = threading.Lock()
         self.controls = controls or RunControls()
         self._wall_start = time.perf_counter()
@@ -241,61 +253,96 @@ class Trainer:
             cb(event, data)
 
     # --- one step --------------------------------------------------------------------------
-    def step(self) -> dict[str, Any]:
-        """Advance one agent step (with its updates); returns this step's metrics."""
+    def step(self, limit: int | None = None) -> dict[str, Any]:
+        """Advance one agent step in each training environment (at most ``limit`` transitions), in
+        lock-step, with the updates they earn; returns this step's metrics."""
         cfg = self.cfg
-        t0 = self._obs is None
-        if t0:
-            self._obs = self.agent.check_observation(self.env.reset())
-            self.buffer.start_episode(self._obs)
-            self._t, self._ep_return = 0, 0.0
-            self._ep_start_time, self._ep_start_step = time.perf_counter(), self.agent_step
+        k = self.cfg.num_envs if limit is None else max(1, min(self.cfg.num_envs, limit))
+        first = self.agent_step  # index of this round's first transition
+        for i in range(k):
+            if self._obs[i] is None:
+                self._obs[i] = self.agent.check_observation(self.envs[i].reset())
+                self.buffer_start(i, self._obs[i])
+                self._t[i], self._ep_return[i], self._plans[i] = 0, 0.0, None
+                self._ep_start_time[i], self._ep_start_step[i] = time.perf_counter(), self.agent_step
         # The seed phase: random actions up to and including `first_update_step`, after which S updates run
         first_update = self.first_update_step
-        seeding = self.agent_step <= first_update
-        if seeding:
-            action = self.env.random_action(self.rng)
-        else:
-            action = self.agent.act(self._obs, t0=t0, eval_mode=False)
+        if first <= first_update:
+            actions = [self.envs[i].random_action(self.rng) for i in range(k)]
+        elif k == 1 and cfg.num_envs == 1:
+            actions = [self.agent.act(self._obs[0], t0=self._t[0] == 0, eval_mode=False)]
             self._ep_plan_ms.append(self.agent.last_plan_ms)
-        next_obs, reward, done = self.env.step(action)
-        next_obs = self.agent.check_observation(next_obs)  # nothing non-finite enters the replay
-        self.buffer.add(action, reward, next_obs)
-        if done:
-            self.buffer.end_episode()
-        self._obs, self._ep_return, self._t = next_obs, self._ep_return + reward, self._t + 1
-        step_index, self.agent_step = self.agent_step, self.agent_step + 1
+        else:
+            batch, plans = self.agent.act_batch(self._obs[:k], [None if self._t[i] == 0 else self._plans[i]
+                                                                 for i in range(k)])
+            actions, self._plans[:k] = list(batch), plans
+            self._ep_plan_ms.append(self.agent.last_plan_ms)
+        rewards, ended = [], []
+        for i, action in enumerate(actions):
+            next_obs, reward, done = self.envs[i].step(action)
+            next_obs = self.agent.check_observation(next_obs)  # nothing non-finite enters the replay
+            self.buffer_add(i, action, reward, next_obs, done)
+            self._obs[i], self._ep_return[i], self._t[i] = next_obs, self._ep_return[i] + reward, self._t[i] + 1
+            rewards.append(reward)
+            if done:
+                ended.append(i)
+        self.agent_step += k
+        before = first  # env steps before this round (env_step == agent_step)
 
-        info: dict[str, Any] = {"step": self.env_step, "reward": reward}
-        if step_index >= first_update:
-            n_updates = cfg.num_seed_steps if step_index == first_update else 1
-            report_every = max(1, n_updates // 200)
-            start = time.perf_counter()
-            for i in range(n_updates):
-                losses = self.agent.update(self.agent.to_batch(self.buffer.sample(cfg.batch_size)))
-                if n_updates > 1 and ((i + 1) % report_every == 0 or i + 1 == n_updates):
-                    self._emit("seed_updates", dict(losses, done=i + 1, of=n_updates, step=self.env_step))
-            bad = sorted(k for k, v in losses.items() if not math.isfinite(v))
-            if bad:
-                raise TrainingDiverged(f"non-finite {', '.join(bad)} at step {self.env_step}: the update diverged; "
-                                       "the last good checkpoint is kept (lower lr, or resume from it)")
-            self._ep_update_ms.append(1000 * (time.perf_counter() - start) / n_updates)
-            self._ep_losses.append(losses)
+        info: dict[str, Any] = {"step": self.env_step, "reward": float(np.mean(rewards))}
+        burst = first <= first_update < self.agent_step
+        self._update_credit += cfg.updates_per_env_step * max(0, self.agent_step - max(first, first_update + 1))
+        n_updates = int(self._update_credit)
+        self._update_credit -= n_updates
+        if burst:
+            n_updates += cfg.num_seed_steps
+        if n_updates:
+            losses = self._updates(n_updates, burst)
             info.update(losses)
-        if done:  # book-keeping first, so a callback that raises cannot lose the episode's end
-            self._end_episode()
+        for i in ended:  # book-keeping first, so a callback that raises cannot lose the episode's end
+            self._end_episode(i, last=i == ended[-1])
         self._emit("step", info)
-        if cfg.eval_every and self.env_step % cfg.eval_every == 0:
+        if cfg.eval_every and self.env_step // cfg.eval_every > before // cfg.eval_every:
             self.run_evaluation()
-        if cfg.checkpoint_every and self.out_dir and self.env_step % cfg.checkpoint_every == 0:
+        if cfg.checkpoint_every and self.out_dir and self.env_step // cfg.checkpoint_every > before // cfg.checkpoint_every:
             self.save()
         return info
 
-    def _end_episode(self) -> None:
-        elapsed = max(time.perf_counter() - self._ep_start_time, 1e-9)
+    def buffer_start(self, env: int, obs: np.ndarray) -> None:
+        if self.cfg.num_envs == 1:
+            self.buffer.start_episode(obs)
+        else:
+            self.buffer.start_episode(obs, stream=env)
+
+    def buffer_add(self, env: int, action: np.ndarray, reward: float, next_obs: np.ndarray, done: bool) -> None:
+        extra = {} if self.cfg.num_envs == 1 else {"stream": env}
+        self.buffer.add(action, reward, next_obs, **extra)
+        if done:
+            self.buffer.end_episode(**extra)
+
+    def _updates(self, n_updates: int, burst: bool) -> dict[str, float]:
+        """Run ``n_updates`` updates on replay samples; the seed phase's burst reports its progress."""
+        report_every = max(1, n_updates // 200)
+        start = time.perf_counter()
+        for i in range(n_updates):
+            losses = self.agent.update(self.agent.to_batch(self.buffer.sample(self.cfg.batch_size)))
+            if burst and n_updates > 1 and ((i + 1) % report_every == 0 or i + 1 == n_updates):
+                self._emit("seed_updates", dict(losses, done=i + 1, of=n_updates, step=self.env_step))
+        bad = sorted(k for k, v in losses.items() if not math.isfinite(v))
+        if bad:
+            raise TrainingDiverged(f"non-finite {', '.join(bad)} at step {self.env_step}: the update diverged; "
+                                   "the last good checkpoint is kept (lower lr, or resume from it)")
+        self._ep_update_ms.append(1000 * (time.perf_counter() - start) / n_updates)
+        self._ep_losses.append(losses)
+        return losses
+
+    def _end_episode(self, env: int = 0, last: bool = True) -> None:
+        """Record environment ``env``'s finished episode; the losses and timings gathered since the last
+        recorded episode go to every episode that ends in this step and are cleared after the ``last``."""
+        elapsed = max(time.perf_counter() - self._ep_start_time[env], 1e-9)
         row: dict[str, Any] = dict(step=self.env_step, sim_step=self.agent_step * self.cfg.action_repeat,
-                                   episode=self.episode, kind="episode", episode_return=self._ep_return,
-                                   steps_per_s=(self.agent_step - self._ep_start_step) / elapsed,
+                                   episode=self.episode, kind="episode", episode_return=self._ep_return[env],
+                                   steps_per_s=(self.agent_step - self._ep_start_step[env]) / elapsed,
                                    wall_time=time.perf_counter() - self._wall_start)
         if self._ep_losses:
             for key in self._ep_losses[0]:
@@ -304,9 +351,10 @@ class Trainer:
             row["planner_ms"] = float(np.median(self._ep_plan_ms))
         if self._ep_update_ms:
             row["update_ms"] = float(np.median(self._ep_update_ms))
-        self._ep_losses, self._ep_plan_ms, self._ep_update_ms = [], [], []
+        if last:
+            self._ep_losses, self._ep_plan_ms, self._ep_update_ms = [], [], []
         self.episode += 1
-        self._obs = None
+        self._obs[env] = None
         self._record(row)
         self._emit("episode", row)
 
@@ -371,7 +419,7 @@ class Trainer:
                     continue
                 self.state = "running"
                 before = self.env_step
-                self.step()
+                self.step(limit=target - self.env_step)
                 if progress:
                     progress(self.env_step - before)
             else:
@@ -420,6 +468,7 @@ class Trainer:
         ev = self.last_eval or {}
         return dict(task=self.cfg.task, env_step=self.env_step, agent_step=self.agent_step,
                     episode=self.episode, wall_time=time.perf_counter() - self._wall_start,
+                    update_credit=self._update_credit,
                     eval_return=ev.get("mean_return"),
                     eval_return_std=ev.get("std_return"), eval_step=ev.get("step"))
 
@@ -473,12 +522,20 @@ class Trainer:
         if not replay.exists():
             raise CheckpointError(f"{replay} is missing, but the checkpoint at step {agent_step} needs it; "
                                   "the run cannot resume without its replay (start a new run)")
+        unreadable = "{} cannot be read ({}); the run cannot resume without its replay (start a new run)"
         try:
             with np.load(replay, allow_pickle=False) as data:
-                trainer.buffer.load_state_dict({k: data[k] for k in data.files})
+                state = {k: data[k] for k in data.files}
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-            raise CheckpointError(f"{replay} cannot be read ({exc}); the run cannot resume without its replay "
-                                  "(start a new run)") from None
+            raise CheckpointError(unreadable.format(replay, exc)) from None
+        streams = len(state.get("stream_rows", [0]))
+        if streams != cfg.num_envs:
+            raise CheckpointError(f"this run collected with num_envs={streams}; resume it with the same "
+                                  f"(not --set num_envs={cfg.num_envs})")
+        try:
+            trainer.buffer.load_state_dict(state)
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(unreadable.format(replay, exc)) from None
         expected = ckpt.meta.get("replay_transitions")
         if expected is not None and len(trainer.buffer) != int(expected):
             raise CheckpointError(f"{replay.name} holds {len(trainer.buffer)} transitions, the checkpoint expects "
@@ -487,6 +544,7 @@ class Trainer:
         _set_aside_rows_after(out_dir / "metrics.csv", trainer.env_step)
         trainer._wall_start -= float(ckpt.meta.get("wall_time", 0.0))  # wall time counts the whole run
         trainer.episode = int(ckpt.meta["episode"])
+        trainer._update_credit = float(ckpt.meta.get("update_credit", 0.0))
         seed_everything(cfg.seed + trainer.agent_step)
         trainer.rng = np.random.default_rng(cfg.seed + trainer.agent_step)
         return trainer

@@ -21,7 +21,7 @@ from mbdpo_lab.envs import UnknownTaskError, make_env
 from mbdpo_lab.experiments.anchor import (CSV_COLUMNS, AnchorResult,
                                           compare_checkpoints, config_diff, cross_energy_rows, make_row,
                                           paired_configs, result_from_rows, run_compare_anchor, run_paired,
-                                          summarise_cross_energy, sweep_agents)
+                                          metric_traces, summarise_cross_energy, sweep_agents)
 
 GAMMA = 0.9
 
@@ -350,7 +350,51 @@ def test_cli_bad_input_raises_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         run_compare_anchor(_args("--checkpoints", str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors"),
                                  "--out", out))
-    with pytest.raises(ConfigError, match="two or three"):
+    with pytest.raises(ConfigError, match="two or more checkpoints"):
         run_compare_anchor(_args("--checkpoints", "a", "--out", out))
     with pytest.raises(ConfigError, match="unknown config key"):
         run_compare_anchor(_args("--preset", "tiny", "--set", "etaa=1", "--out", out))
+
+
+def test_arms_of_seeds_are_compared_by_their_intervals_over_seeds():
+    """Between arms of several seeds a difference counts only when the 95% CIs over seeds do not overlap."""
+    from mbdpo_lab.experiments.anchor.verdicts import compare_metric
+
+    def row(agent, point, low, high):
+        return dict(agent=agent, episodes=5, seeds=3, **{"return": point, "return_std": 10.0, "return_low": low,
+                                                         "return_high": high})
+
+    apart = compare_metric("return", row("eta=0", 500, 450, 550), row("eta=0.01", 700, 650, 750))
+    assert apart["verdict"] == "better" and apart["seeds"] == (3, 3)
+    touching = compare_metric("return", row("eta=0", 500, 450, 660), row("eta=0.01", 700, 650, 750))
+    assert touching["verdict"] == "none"  # std over seeds (10) would have called it; the CIs overlap
+    one_seed = compare_metric("return", dict(row("eta=0", 500, 450, 660), seeds=1), row("eta=0.01", 700, 650, 750))
+    assert one_seed["verdict"] == "better" and "seeds" not in one_seed  # back to the per-episode rule
+
+
+def test_compare_checkpoints_takes_seeds_of_two_arms(paired, tmp_path):
+    from mbdpo_lab.trainer import Trainer
+
+    out, _ = paired
+    for eta in (0.0, 0.01):
+        Trainer(_tiny(seed=2, eta=eta), out_dir=tmp_path / f"eta{eta:g}-s2").run()
+    runs = [str(out / "eta0"), str(out / "eta0.01"), str(tmp_path / "eta0-s2"), str(tmp_path / "eta0.01-s2")]
+    result = compare_checkpoints(runs, tmp_path / "arms", episodes=2, sweep_etas=(0.0, 0.1), sweep_step=3,
+                                 video=False)
+    assert result.labels == ["eta=0", "eta=0.01"] and result.over_seeds
+    assert result.members == {"eta=0": [runs[0], runs[2]], "eta=0.01": [runs[1], runs[3]]}
+    for r in result.rows:
+        assert r["seeds"] == 2 and r["episodes"] == 2
+        for m in ("return", "overestimation", "prior_distance"):
+            assert r[f"{m}_low"] <= r[m] <= r[f"{m}_high"], m
+    assert "seeds per arm" in result.summary.splitlines()[0]
+    assert "95% bootstrap CIs over seeds" in result.summary
+    # the CSV keeps the intervals, and the figures draw them as asymmetric error bars
+    loaded = AnchorResult.load(tmp_path / "arms")
+    assert loaded.over_seeds and loaded.interval("eta=0", "return") == (result.rows[0]["return_low"],
+                                                                         result.rows[0]["return_high"])
+    bars = metric_traces(loaded, "overestimation")
+    assert all(b["error_y"]["symmetric"] is False for b in bars)
+    assert "IQM and 95% CI over seeds" in (tmp_path / "arms" / "anchor_report.html").read_text()
+    with pytest.raises(ConfigError, match="two or more checkpoints"):
+        compare_checkpoints(runs[:1], None)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +21,16 @@ def read_eval_curve(run_dir: str | Path) -> tuple[str, np.ndarray, np.ndarray, n
     return task, steps, np.array([by_step[s][0] for s in steps]), np.array([by_step[s][1] for s in steps])
 
 
-_LABEL_PARTS = {"eta": lambda v: f"eta={v:g}", "energy_negatives": lambda v: f"{v} rule",
-                "seed": lambda v: f"seed {v}"}
+_LABEL_PARTS = {"variant": lambda v: f"{v} variant", "eta": lambda v: f"eta={v:g}",
+                "energy_negatives": lambda v: f"{v} rule", "num_envs": lambda v: f"{v} envs",
+                "updates_per_env_step": lambda v: f"{v:g} updates/step", "seed": lambda v: f"seed {v}"}
+_DEFAULTS = {"energy_negatives": "hardest", "variant": "lab", "num_envs": 1, "updates_per_env_step": 1.0}
 
 
 def run_labels(configs: list[dict]) -> list[str]:
     """Legend labels for runs sharing a panel: the preset plus whichever of eta, energy rule and seed differ."""
     # configs written before the energy-rule option were trained with the hardest rule
-    values = [{"eta": c.get("eta"), "energy_negatives": c.get("energy_negatives", "hardest"),
-               "seed": c.get("seed")} for c in configs]
+    values = [{k: c.get(k, _DEFAULTS.get(k)) for k in _LABEL_PARTS} for c in configs]
     differing = [k for k in _LABEL_PARTS if len({str(v[k]) for v in values}) > 1]
     labels = []
     for cfg, v in zip(configs, values):
@@ -55,6 +57,58 @@ def seed_curve(run_dirs: list[str | Path]) -> tuple[np.ndarray, np.ndarray, np.n
     returns = np.array([[dict(zip(c[1].tolist(), c[2]))[s] for s in steps] for c in curves])
     iqm, low, high = curve_band(returns)
     return np.array(steps), iqm, low, high
+
+
+@dataclass
+class Arm:
+    """Runs that differ only in their seed, and their eval-return curve over seeds."""
+
+    label: str
+    runs: list[Path]
+    steps: np.ndarray
+    centre: np.ndarray  # IQM over seeds; one run: its mean over evaluation episodes
+    low: np.ndarray  # 95% stratified-bootstrap CI over seeds; one run: mean - std over episodes
+    high: np.ndarray
+
+    @property
+    def band(self) -> str:
+        return (f"IQM of {len(self.runs)} seeds, 95% CI" if len(self.runs) > 1
+                else "1 run, ± std over evaluation episodes")
+
+    def final_returns(self) -> np.ndarray:
+        """Each run's eval return at the arm's last common step (what improvement compares)."""
+        step = self.steps[-1]
+        return np.array([dict(zip(*read_eval_curve(r)[1:3]))[step] for r in self.runs])
+
+
+def run_arms(run_dirs: list[str | Path]) -> list[Arm]:
+    """Group runs of one task into arms (`seed_groups`) with their curves; runs without an evaluation are
+    left out. Raises ValueError for runs of different tasks (their returns do not compare)."""
+    runs = [Path(r) for r in run_dirs if _has_eval(Path(r))]
+    configs = [json.loads((r / "config.json").read_text()) for r in runs]
+    tasks = sorted({c["task"] for c in configs})
+    if len(tasks) > 1:
+        raise ValueError(f"the runs are of different tasks ({', '.join(tasks)}); compare runs of one task")
+    labels = run_labels(configs)
+    arms = []
+    for group in seed_groups(configs):
+        members = [runs[j] for j in group]
+        if len(group) == 1:
+            _, steps, mean, std = read_eval_curve(members[0])
+            arms.append(Arm(labels[group[0]], members, steps, mean, mean - std, mean + std))
+            continue
+        steps, iqm, low, high = seed_curve(members)
+        if not len(steps):
+            continue
+        arms.append(Arm(labels[group[0]].split(", seed ")[0], members, steps, iqm, low, high))
+    return arms
+
+
+def _has_eval(run: Path) -> bool:
+    try:
+        return (run / "config.json").exists() and len(read_eval_curve(run)[1]) > 0
+    except (OSError, KeyError, ValueError):
+        return False
 
 
 def plot_runs(run_dirs: list[str | Path], out: str | Path, max_step: int = 100_000) -> Path:

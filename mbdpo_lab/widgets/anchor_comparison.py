@@ -17,7 +17,7 @@ from ..analysis.anchoring import METRICS
 from ..analysis.figures import figure_widget
 from ..experiments.anchor import (COLORS, SHOWN_METRICS, SWEEP_QUANTITIES, AnchorResult, available_metrics,
                                   cross_energy_html, final_table_html, metric_traces, returns_figure,
-                                  single_evaluation, sweep_state_text, sweep_traces)
+                                  single_evaluation, spread_text, sweep_state_text, sweep_traces)
 from ..rendering import frame_png
 
 try:
@@ -111,7 +111,7 @@ class AnchorComparison(W.VBox):
             header, self.summary_w,
             W.HTML("<b>Rollouts (final evaluation)</b>"), self.videos_box,
             self.fig_returns,
-            W.HTML("<b>Anchoring metrics of the final agents</b> (mean ± std across the measured episodes)" if once
+            W.HTML(f"<b>Anchoring metrics of the final agents</b> ({spread_text(result)})" if once
                    else "<b>Anchoring metrics over training</b> (mean ± std across evaluation episodes)"),
             self.metric_w, self.metric_note, self.fig_metric,
             W.HTML("<b>Eta sweep on one shared state</b>"), sweep_note, self.sweep_w, self.fig_sweep,

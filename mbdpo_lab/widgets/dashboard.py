@@ -45,6 +45,7 @@ from ..progress import DashboardData, MetricsFeed, Series, Throttle, phase_text,
 from ..reference import reference_curves
 from ..rendering import release_render_contexts
 from ..trainer import RunControls, fresh_run_dir
+from .run_comparison import RunComparison
 
 # Panels of the loss figure: (key reported by MBDPO.update, title).
 LOSS_PANELS: tuple[tuple[str, str], ...] = (
@@ -134,6 +135,7 @@ class TrainingDashboard(W.VBox):
     Parameters mirror `make_config`: ``task``, ``preset``, ``steps`` (default: the preset's), ``seed``,
     ``device`` (``auto`` = first CUDA device, else CPU), ``eta``; any other `Config` field can be passed
     as a keyword (e.g. ``eval_every=5000, save_video=True``) and applies on top of the chosen preset.
+    ``comparison_root`` is where the "Compare runs" section looks for runs to set side by side.
     ``out_dir`` is the run directory (default ``runs/dashboard-<task>-<seed>``; a fresh sibling
     ``...-2`` is used when it already holds a run). ``refresh_s`` is the redraw period; ``callbacks``
     are extra trainer callbacks (they receive the same events as the panels).
@@ -146,7 +148,8 @@ class TrainingDashboard(W.VBox):
     def __init__(self, task: str = "cartpole-swingup", preset: str = "cpu", steps: int | None = None,
                  seed: int = 1, device: str = "auto", eta: float | None = None,
                  out_dir: str | Path | None = None, refresh_s: float = 0.75, max_points: int = 600,
-                 callbacks: Iterable[Callable[[str, dict[str, Any]], None]] | None = None, **overrides: Any):
+                 callbacks: Iterable[Callable[[str, dict[str, Any]], None]] | None = None,
+                 comparison_root: str | Path = "runs", **overrides: Any):
         super().__init__(layout=W.Layout(width="100%"))
         from ..envs import list_tasks
 
@@ -253,6 +256,9 @@ class TrainingDashboard(W.VBox):
         self.reference_note = W.HTML()
         self.video_box = W.VBox([self.video_caption, self.video_pick], layout=W.Layout(width="300px"))
 
+        # other runs (this one among them once it has evaluated), arms of seeds with their bands
+        self.comparison = RunComparison(comparison_root)
+        self.comparison_box = W.Accordion(children=[self.comparison], titles=("Compare runs (arms over seeds)",))
         header = W.HTML("<h3 style='margin:4px 0'>MBDPO training dashboard</h3>"
                         "<span style='color:#555'>Start trains in a background thread; the panels refresh "
                         f"every {self.refresh_s:g} s. Dashed lines: the paper's curves (mean of 3 seeds) for "
@@ -273,6 +279,7 @@ class TrainingDashboard(W.VBox):
             W.HBox([self.fig_returns, self.video_box], layout=W.Layout(flex_flow="row wrap")),
             self.fig_losses,
             W.HBox([self.fig_energy, self.fig_speed], layout=W.Layout(flex_flow="row wrap")),
+            self.comparison_box,
         ]
         self._show_device()
         self._draw_reference()
@@ -550,6 +557,7 @@ class TrainingDashboard(W.VBox):
             self._say(f"Finished {trainer.env_step:,} steps"
                       + (f" (last eval return {last:.1f})" if last is not None else "")
                       + f"; agent saved to <code>{html.escape(str(self.run_dir / 'agent.safetensors'))}</code>.", "ok")
+        self.comparison.rescan()  # this run is one to compare now
         self._sync_controls()
 
     # --- drawing ---------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ Two or three agents share one config and one seed; only the planner's energy wei
 core `Trainer`; at every evaluation an `AnchorMetricsCallback` measures the anchoring metrics of
 `mbdpo_lab.analysis.anchoring` on extra noise-free episodes and appends one row. Because the seed is
 shared, the agents see the same seed-phase data, start from the same weights and are evaluated from
-the same initial states. Alternatively `compare_checkpoints` loads two or three trained agents.
+the same initial states. Alternatively `compare_checkpoints` loads two or three trained agents, or the
+seeds of two or three arms (a sweep's runs): then every metric is an IQM over seeds with a 95% CI over
+seeds, and a difference counts only when the intervals do not overlap.
 
 Outputs (`AnchorResult.save`): ``anchor_metrics.csv`` (one row per evaluation per agent),
 ``anchor_sweep.csv`` (the eta sweep on one shared state), ``anchor_history.csv`` (training return
@@ -18,7 +20,7 @@ page, from ``report_template.html``, and a markdown table).
 """
 
 from .figures import (SWEEP_QUANTITIES, available_metrics, metric_traces, metrics_figure, returns_figure,
-                      single_evaluation, sweep_figure, sweep_traces)
+                      single_evaluation, spread_text, sweep_figure, sweep_traces)
 from .report import cross_energy_html, final_table_html, markdown_table, summary_list_html, write_report
 from .result import COLORS, CSV_COLUMNS, SHOWN_METRICS, AnchorResult, dirname_for, label_for, make_row
 from .run import (
@@ -44,5 +46,5 @@ __all__ = ["AnchorMetricsCallback", "AnchorResult", "COLORS", "CSV_COLUMNS", "SH
            "attach_cross_energy", "available_metrics", "compare_checkpoints", "compare_metric", "config_diff", "cross_energy_html",
            "cross_energy_rows", "dirname_for", "final_table_html", "label_for", "make_row", "markdown_table",
            "metric_traces", "metrics_figure", "paired_configs", "result_from_rows", "returns_figure",
-           "run_compare_anchor", "run_paired", "single_evaluation", "summarise", "summarise_cross_energy", "summary_list_html",
+           "run_compare_anchor", "run_paired", "single_evaluation", "spread_text", "summarise", "summarise_cross_energy", "summary_list_html",
            "sweep_agents", "sweep_figure", "sweep_state_text", "sweep_traces", "write_report"]

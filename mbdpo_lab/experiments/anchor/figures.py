@@ -23,15 +23,24 @@ def available_metrics(result: AnchorResult, metrics: Sequence[str] = tuple(SHOWN
 
 
 def _bars(result: AnchorResult, metric: str) -> list[dict[str, Any]]:
-    """One bar (+- std across episodes) per agent: the final evaluation of each."""
+    """One bar per agent, its final evaluation: +- std across episodes, or the 95% CI over seeds of an arm."""
     traces = []
     for i, label in enumerate(result.labels):
         _, mean, std = result.series(label, metric)
-        if len(mean):
-            traces.append(dict(type="bar", x=[label], y=[mean[-1]], name=label,
-                               marker_color=COLORS[i % len(COLORS)],
-                               error_y=dict(type="data", array=np.nan_to_num(std[-1:]), visible=True)))
+        if not len(mean):
+            continue
+        ci = result.interval(label, metric)
+        error = (dict(type="data", symmetric=False, array=[np.nan_to_num(ci[1] - mean[-1])],
+                      arrayminus=[np.nan_to_num(mean[-1] - ci[0])], visible=True) if ci is not None
+                 else dict(type="data", array=np.nan_to_num(std[-1:]), visible=True))
+        traces.append(dict(type="bar", x=[label], y=[mean[-1]], name=label, marker_color=COLORS[i % len(COLORS)],
+                           error_y=error))
     return traces
+
+
+def spread_text(result: AnchorResult) -> str:
+    """What the error bars are, for titles."""
+    return "IQM and 95% CI over seeds" if result.over_seeds else "mean ± std over the measured episodes"
 
 
 def returns_figure(result: AnchorResult):
@@ -43,7 +52,7 @@ def returns_figure(result: AnchorResult):
     if single_evaluation(result):
         for trace in _bars(result, "return"):
             fig.add_bar(**{k: v for k, v in trace.items() if k != "type"})
-        fig.update_layout(title="return of each agent (mean ± std over the measured episodes)",
+        fig.update_layout(title=f"return of each agent ({spread_text(result)})",
                           yaxis_title="episode return", height=320, showlegend=False,
                           margin=dict(l=50, r=20, t=50, b=40))
         return fig
@@ -100,7 +109,7 @@ def metrics_figure(result: AnchorResult, metrics: Sequence[str] = tuple(SHOWN_ME
             kind = go.Bar if trace.pop("type") == "bar" else go.Scatter
             fig.add_trace(kind(**trace), row=k // cols + 1, col=k % cols + 1)
     fig.update_layout(height=230 * rows + 80, margin=dict(l=40, r=20, t=60, b=30),
-                      title="anchoring metrics at each evaluation (mean ± std across episodes)")
+                      title=f"anchoring metrics at each evaluation ({spread_text(result)})")
     fig.update_annotations(font_size=11)
     return fig
 

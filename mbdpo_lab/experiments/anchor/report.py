@@ -33,15 +33,26 @@ def final_table_html(result: AnchorResult) -> str:
         if not any(math.isfinite(v) for v in values):
             missing.append(m)
             continue
-        cells = "".join(f"<td>{fmt_number(as_float(r.get(m)))}{_pm(as_float(r.get(std_key)))}</td>" for r in finals.values())
+        cells = "".join(f"<td>{fmt_number(as_float(r.get(m)))}{_spread(r, m, std_key)}</td>" for r in finals.values())
         body += f"<tr><td>{html.escape(name)}</td>{cells}</tr>"
     note = (f"<p style='font-size:12px;color:#555'>not measured here: {', '.join(missing)} "
             "(the replay distances need the replay saved beside a run's checkpoint)</p>" if missing else "")
+    if result.over_seeds:
+        note += ("<p style='font-size:12px;color:#555'>arms of seeds: IQM over seeds [95% bootstrap CI over "
+                 "seeds]; the evaluation return is the measured one</p>")
     return f"<table><tr><th>metric (final evaluation)</th>{head}</tr>{body}</table>{note}"
 
 
 def _pm(std: float) -> str:
     return f" ± {fmt_number(std)}" if math.isfinite(std) else ""
+
+
+def _spread(row: dict, metric: str, std_key: str) -> str:
+    """`` [low, high]`` for an arm of seeds, else `` ± std`` across episodes."""
+    key = "return" if metric == "eval_return" else metric
+    if as_float(row.get("seeds")) >= 2 and math.isfinite(as_float(row.get(f"{key}_low"))):
+        return f" [{fmt_number(as_float(row.get(f'{key}_low')))}, {fmt_number(as_float(row.get(f'{key}_high')))}]"
+    return _pm(as_float(row.get(std_key)))
 
 
 def cross_energy_html(result: AnchorResult) -> str:

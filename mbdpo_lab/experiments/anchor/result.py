@@ -18,8 +18,11 @@ COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e"]
 ROW_METRICS = list(METRICS) + ["predicted_return"]
 
 
-CSV_COLUMNS = (["agent", "eta", "step", "eval_return", "eval_return_std", "episodes"]
-               + [c for m in ROW_METRICS for c in (m, f"{m}_std")] + ["steps", "valid_steps", "tail", "wall_time"])
+# with agents of several seeds per arm (``seeds`` > 1) a metric is the IQM over seeds of each seed's mean
+# over episodes, ``_std`` the std over seeds and ``_low``/``_high`` its 95% stratified-bootstrap CI
+CSV_COLUMNS = (["agent", "eta", "step", "eval_return", "eval_return_std", "episodes", "seeds"]
+               + [c for m in ROW_METRICS for c in (m, f"{m}_std", f"{m}_low", f"{m}_high")]
+               + ["steps", "valid_steps", "tail", "wall_time"])
 
 
 SWEEP_COLUMNS = ["agent", "eta", "model_return", "energy", "total", "first_energy", "prior_distance",
@@ -31,6 +34,29 @@ HISTORY_COLUMNS = ["agent", "step", "kind", "episode_return", "eval_return", "ev
 
 SHOWN_METRICS = ["return", "overestimation", "q_overestimation", "horizon_gap", "prior_distance", "energy",
                  "energy_gap", "nn_distance", "state_nn_distance", "td_plan_abs", "td_prior_abs", "cross_td_gap"]
+
+
+def arm_row(label: str, eta: float, step: int, per_seed: list[dict[str, float]], tail: str) -> dict[str, Any]:
+    """One CSV row for an arm of several seeds: each metric's IQM over the seeds' means over episodes, its
+    std over seeds, and its 95% stratified-bootstrap CI over seeds (rliable), as ``seeds`` says."""
+    from ...statistics import aggregate
+
+    merged: dict[str, float] = {}
+    bounds: dict[str, float] = {}
+    for m in ROW_METRICS:
+        values = np.array([as_float(r.get(m)) for r in per_seed])
+        values = values[np.isfinite(values)]
+        if not len(values):
+            continue
+        est = aggregate({m: values})[m]["IQM"]
+        merged[m], merged[f"{m}_std"] = est.point, float(np.std(values))
+        bounds[f"{m}_low"], bounds[f"{m}_high"] = est.low, est.high
+    merged["episodes"] = min(int(as_float(r.get("episodes")) or 0) for r in per_seed)
+    for key in ("steps", "valid_steps"):
+        merged[key] = float(np.sum([as_float(r.get(key)) for r in per_seed]))
+    row = make_row(label, eta, step, merged, tail)
+    row.update(bounds, seeds=len(per_seed))
+    return row
 
 
 def label_for(eta: float) -> str:
@@ -77,10 +103,23 @@ class AnchorResult:
     notes: list[str] = field(default_factory=list)
     mode: str = "train"  # "train" or "checkpoints"
     sweep_state: dict[str, Any] = field(default_factory=dict)
+    members: dict[str, list[str]] = field(default_factory=dict)  # agent -> its checkpoints (seeds of one arm)
     out_dir: Path | None = None
     agents: dict[str, Any] = field(default_factory=dict, repr=False)  # label -> MBDPO (in memory only)
 
     # --- views -------------------------------------------------------------------------------
+    @property
+    def over_seeds(self) -> bool:
+        """True when an agent is an arm of several seeds (its metrics carry CIs over seeds)."""
+        return any(len(m) > 1 for m in self.members.values())
+
+    def interval(self, label: str, metric: str) -> tuple[float, float] | None:
+        """The final row's 95% CI over seeds of ``metric``, or None (one seed per agent)."""
+        rows = self.agent_rows(label)
+        if not rows or not as_float(rows[-1].get("seeds")) >= 2:
+            return None
+        return as_float(rows[-1].get(f"{metric}_low")), as_float(rows[-1].get(f"{metric}_high"))
+
     def agent_rows(self, label: str) -> list[dict[str, Any]]:
         return sorted((r for r in self.rows if r["agent"] == label), key=lambda r: r["step"])
 
@@ -147,7 +186,8 @@ class AnchorResult:
                       else v) for k, v in self.videos.items()}
         summary = dict(task=self.task, labels=self.labels, etas=self.etas, configs=self.configs,
                        summary=self.summary, verdicts=self.verdicts, notes=self.notes, mode=self.mode,
-                       videos=videos, sweep_state=self.sweep_state, cross_energy=self.cross_energy)
+                       videos=videos, sweep_state=self.sweep_state, cross_energy=self.cross_energy,
+                       members=self.members)
         (out / "anchor_summary.json").write_text(json.dumps(summary, indent=2, default=json_default))
         if report:
             from .report import write_report  # the report reads the result, not the other way
@@ -177,7 +217,7 @@ class AnchorResult:
                    summary=meta.get("summary", ""), verdicts=meta.get("verdicts", []),
                    cross_energy=meta.get("cross_energy", []), notes=meta.get("notes", []),
                    mode=meta.get("mode", "train"),
-                   sweep_state=meta.get("sweep_state", {}), out_dir=out)
+                   sweep_state=meta.get("sweep_state", {}), members=meta.get("members", {}), out_dir=out)
 
 
 def as_float(value: Any) -> float:

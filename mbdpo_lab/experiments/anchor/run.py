@@ -15,7 +15,8 @@ from ...analysis.anchoring import (DEFAULT_SWEEP_ETAS, BehaviourData, collect_an
                                    evaluation_metrics, sweep_observation)
 from ...config import Config, ConfigError
 from ...envs import MEASURE_SEED_OFFSET
-from .result import HISTORY_COLUMNS, AnchorResult, dirname_for, label_for, make_row, parse_row, read_csv
+from .result import (HISTORY_COLUMNS, AnchorResult, arm_row, dirname_for, label_for, make_row, parse_row,
+                     read_csv)
 from .verdicts import attach_cross_energy, fmt_number, summarise
 
 logger = logging.getLogger(__name__)
@@ -243,82 +244,118 @@ def compare_checkpoints(checkpoints: Sequence[str], out: str | Path | None = Non
                         sweep_step: int = 100, video: bool = True, frame_size: int = 96,
                         device: str | None = None, report: bool = True,
                         max_steps: int | None = None) -> AnchorResult:
-    """Measure two or three trained agents (paths, run directories or pretrained names) on the same states.
+    """Measure trained agents (paths, run directories or pretrained names) on the same states.
 
+    Two or three agents are compared one to one. Checkpoints whose configs differ only in their seed
+    are one arm (e.g. the runs of a sweep over eta and seeds): each seed is measured, and the arm's
+    metrics are IQMs over seeds with 95% CIs over seeds (`result.arm_row`); two or three arms.
     The replay of a run's checkpoint (``checkpoints/replay-<step>.npz``) feeds the replay-distance
-    metrics when it exists (else they are n/a); the run's ``metrics.csv`` gives the return curves.
-    Configs that differ in more than eta are reported in the notes (the comparison is then not paired).
+    metrics when it exists (else they are n/a); the run's ``metrics.csv`` gives the return curves
+    (one-seed arms only). Configs that differ in more than eta and seed are reported in the notes.
     """
     from ...checkpoint import load_any
     from ...envs import make_env
 
-    if not 2 <= len(checkpoints) <= 3:
-        raise ConfigError(f"--checkpoints takes two or three checkpoints, got {len(checkpoints)}")
     if tail not in ("steady", "mask", "none"):
         raise ConfigError(f"tail must be steady, mask or none, got {tail!r}")
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}")
+    if len(checkpoints) < 2:
+        raise ConfigError(f"--checkpoints takes two or more checkpoints, got {len(checkpoints)}")
     loaded = [(name, load_any(name, device)) for name in checkpoints]
     tasks = {ck.agent.cfg.task for _, ck in loaded}
     if len(tasks) > 1:
         raise ConfigError(f"the checkpoints are for different tasks ({', '.join(sorted(tasks))}); "
                           "compare agents of one task")
-    loaded.sort(key=lambda item: item[1].agent.cfg.eta)
+    loaded.sort(key=lambda item: (item[1].agent.cfg.eta, item[1].agent.cfg.seed))
+    arms = _arms(loaded)
+    if len(arms) == 1 and len(loaded) <= 3:  # seeds of one config: compared one to one
+        arms = [[item] for item in loaded]
+    if not 2 <= len(arms) <= 3:
+        raise ConfigError(f"--checkpoints takes two or three agents, or the seeds of two or three arms (runs that "
+                          f"differ only in their seed), got {len(loaded)} checkpoint(s) in {len(arms)} arm(s)")
     labels: list[str] = []
-    for _, ck in loaded:
-        label = label_for(ck.agent.cfg.eta)
+    for arm in arms:
+        label = label_for(arm[0][1].agent.cfg.eta)
         while label in labels:
             label += "'"
         labels.append(label)
     task = tasks.pop()
-    cfg0 = loaded[0][1].agent.cfg
-    result = AnchorResult(task=task, labels=labels, etas={lb: ck.agent.cfg.eta for lb, (_, ck) in zip(labels, loaded)},
-                          configs={lb: ck.agent.cfg.to_dict() for lb, (_, ck) in zip(labels, loaded)}, rows=[],
-                          mode="checkpoints")
-    for lb, (_, ck) in zip(labels[1:], loaded[1:]):
-        diff = config_diff(cfg0, ck.agent.cfg, ignore=("eta", "device"))
+    cfg0 = arms[0][0][1].agent.cfg
+    result = AnchorResult(task=task, labels=labels, etas={lb: arm[0][1].agent.cfg.eta for lb, arm in zip(labels, arms)},
+                          configs={lb: arm[0][1].agent.cfg.to_dict() for lb, arm in zip(labels, arms)}, rows=[],
+                          mode="checkpoints", members={lb: [name for name, _ in arm] for lb, arm in zip(labels, arms)})
+    for lb, arm in zip(labels[1:], arms[1:]):
+        diff = config_diff(cfg0, arm[0][1].agent.cfg, ignore=("eta", "device", "seed"))
         if diff:
             result.notes.append(f"{lb} differs from {labels[0]} in more than eta: "
                                 + ", ".join(f"{k}={b!r} (vs {a!r})" for k, (a, b) in diff.items())
                                 + " — the comparison is not strictly paired.")
+    if result.over_seeds:
+        result.notes.append("Each agent is an arm of seeds (" + "; ".join(f"{lb}: {len(arm)}" for lb, arm in
+                            zip(labels, arms)) + "): metrics are IQMs over seeds with 95% CIs over seeds; the "
+                            "video, the eta sweep and the one-F comparison use each arm's first seed.")
     all_rollouts: dict[str, Any] = {}
-    for label, (name, ck) in zip(labels, loaded):
-        agent, cfg = ck.agent, ck.agent.cfg
-        env = make_env(task, seed=seed + MEASURE_SEED_OFFSET, action_repeat=cfg.action_repeat, episode_length=cfg.episode_length)
-        replay = _replay_beside(ck.path)
-        behaviour = BehaviourData.load(replay, seed=seed) if replay else None
-        if behaviour is None:
-            result.notes.append(f"{label}: no replay next to {name}; replay-distance metrics are n/a")
-        frames = 1 if video else 0
-        try:
-            rollouts = collect_anchor_rollouts(agent, env, episodes, seed=seed + MEASURE_SEED_OFFSET, frames=frames,
-                                               frame_size=frame_size, max_steps=max_steps)
-        except Exception as exc:  # noqa: BLE001 - rendering may be unavailable; measure without frames
-            from ...rendering import RenderingUnavailable
-
-            if not isinstance(exc, RenderingUnavailable):
-                raise
-            result.notes.append(f"no video for {label}: {str(exc).splitlines()[0]}")
-            rollouts = collect_anchor_rollouts(agent, env, episodes, seed=seed + MEASURE_SEED_OFFSET,
-                                               max_steps=max_steps)
-        all_rollouts[label] = rollouts
-        metrics = evaluation_metrics(rollouts, behaviour, tail=tail)
-        step = int(ck.meta.get("agent_step", 0))
-        result.rows.append(make_row(label, cfg.eta, int(step or 0), metrics, tail))
-        if rollouts.episodes and rollouts.episodes[0].frames is not None:
-            result.frames[label] = rollouts.episodes[0].frames
-        metrics_csv = _beside(ck.path, ["metrics.csv"])
+    for label, arm in zip(labels, arms):
+        per_seed = []
+        for k, (name, ck) in enumerate(arm):
+            rollouts, metrics = _measure(result, label, name, ck, make_env, episodes, seed, tail, max_steps,
+                                         frames=video and k == 0, frame_size=frame_size)
+            per_seed.append(metrics)
+            if k == 0:
+                all_rollouts[label] = rollouts
+                result.agents[label] = ck.agent
+                if rollouts.episodes and rollouts.episodes[0].frames is not None:
+                    result.frames[label] = rollouts.episodes[0].frames
+        step = int(arm[0][1].meta.get("agent_step", 0) or 0)
+        if len(arm) > 1:
+            result.rows.append(arm_row(label, arm[0][1].agent.cfg.eta, step, per_seed, tail))
+            continue
+        result.rows.append(make_row(label, arm[0][1].agent.cfg.eta, step, per_seed[0], tail))
+        metrics_csv = _beside(arm[0][1].path, ["metrics.csv"])
         if metrics_csv is not None:
             for r in read_csv(metrics_csv):
                 parsed = parse_row({k: r.get(k, "") for k in HISTORY_COLUMNS if k != "agent"}, ("kind",))
                 result.history.append(dict(agent=label, **parsed))
-        result.agents[label] = agent
     result.summary, result.verdicts = summarise(result.rows, result.labels)
     sweep_agents(result, all_rollouts, sweep_etas, sweep_step, seed)
     attach_cross_energy(result, all_rollouts)
     if out is not None:
         result.save(out, report=report)
     return result
+
+
+def _arms(loaded: list) -> list[list]:
+    """Checkpoints grouped into arms: configs equal but for seed and device, in first-seen order."""
+    groups: dict[str, list] = {}
+    for name, ck in loaded:
+        key = json.dumps({k: v for k, v in ck.agent.cfg.to_dict().items() if k not in ("seed", "device")},
+                         sort_keys=True, default=str)
+        groups.setdefault(key, []).append((name, ck))
+    return list(groups.values())
+
+
+def _measure(result: AnchorResult, label: str, name: str, ck, make_env, episodes: int, seed: int, tail: str,
+             max_steps: int | None, frames: bool, frame_size: int):
+    """Rollouts and metrics of one checkpoint on the measurement states (frames of its first episode)."""
+    agent, cfg = ck.agent, ck.agent.cfg
+    env = make_env(result.task, seed=seed + MEASURE_SEED_OFFSET, action_repeat=cfg.action_repeat,
+                   episode_length=cfg.episode_length)
+    replay = _replay_beside(ck.path)
+    behaviour = BehaviourData.load(replay, seed=seed) if replay else None
+    if behaviour is None:
+        result.notes.append(f"{label}: no replay next to {name}; replay-distance metrics are n/a")
+    try:
+        rollouts = collect_anchor_rollouts(agent, env, episodes, seed=seed + MEASURE_SEED_OFFSET, frames=int(frames),
+                                           frame_size=frame_size, max_steps=max_steps)
+    except Exception as exc:  # noqa: BLE001 - rendering may be unavailable; measure without frames
+        from ...rendering import RenderingUnavailable
+
+        if not isinstance(exc, RenderingUnavailable):
+            raise
+        result.notes.append(f"no video for {label}: {str(exc).splitlines()[0]}")
+        rollouts = collect_anchor_rollouts(agent, env, episodes, seed=seed + MEASURE_SEED_OFFSET, max_steps=max_steps)
+    return rollouts, evaluation_metrics(rollouts, behaviour, tail=tail)
 
 
 def _parse_etas(text: str | None) -> tuple[float, ...]:

@@ -2,7 +2,8 @@
 
 A metric differs measurably between two agents when, at the final evaluation, mean +- 1 std across
 evaluation episodes of the two agents do not overlap (|m1 - m0| > s0 + s1); with fewer than two
-episodes per agent there is no noise estimate and the summary says "cannot tell"."""
+episodes per agent there is no noise estimate and the summary says "cannot tell". Between two arms of
+several seeds each, it differs when their 95% bootstrap CIs over seeds do not overlap."""
 from __future__ import annotations
 
 from typing import Any
@@ -31,34 +32,55 @@ def fmt_number(x: float) -> str:
 
 def compare_metric(metric: str, base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     """Verdict of one metric, ``other`` vs ``base`` at their final evaluations (rule: module docstring)."""
-    better = METRICS[metric][1]
     m0, s0, m1, s1 = (as_float(base.get(metric)), as_float(base.get(f"{metric}_std")),
                       as_float(other.get(metric)), as_float(other.get(f"{metric}_std")))
     n0, n1 = int(as_float(base.get("episodes")) or 0), int(as_float(other.get("episodes")) or 0)
     out = dict(metric=metric, base=base["agent"], other=other["agent"], base_mean=m0, base_std=s0,
                other_mean=m1, other_std=s1, episodes=(n0, n1), difference=m1 - m0)
+    seeds = (as_float(base.get("seeds")), as_float(other.get("seeds")))
+    over_seeds = all(v >= 2 for v in seeds)
+    if over_seeds:  # arms of seeds: the 95% CIs over seeds must not overlap
+        lo0, hi0, lo1, hi1 = (as_float(row.get(f"{metric}_{end}")) for row in (base, other) for end in ("low", "high"))
+        out.update(seeds=tuple(int(v) for v in seeds), base_ci=(lo0, hi0), other_ci=(lo1, hi1))
     if not (np.isfinite(m0) and np.isfinite(m1)):
         out["verdict"] = "unknown"
+    elif over_seeds:
+        out["verdict"] = "none" if lo1 <= hi0 and lo0 <= hi1 else _direction(metric, m0, m1)
     elif n0 < 2 or n1 < 2:
         out["verdict"] = "unknown"
     elif abs(m1 - m0) <= (s0 if np.isfinite(s0) else 0) + (s1 if np.isfinite(s1) else 0):
         out["verdict"] = "none"
     else:
-        if better == "zero":
-            improved = abs(m1) < abs(m0)
-        elif better == "lower":
-            improved = m1 < m0
-        else:
-            improved = m1 > m0
-        out["verdict"] = "better" if improved else "worse"
+        out["verdict"] = _direction(metric, m0, m1)
     out["relative"] = (m1 - m0) / abs(m0) if np.isfinite(m0) and abs(m0) > 1e-9 else float("nan")
     return out
 
 
+def _direction(metric: str, m0: float, m1: float) -> str:
+    """better or worse, for a difference that counts (``m1`` of the other agent, ``m0`` of the base)."""
+    better = METRICS[metric][1]
+    if better == "zero":
+        improved = abs(m1) < abs(m0)
+    elif better == "lower":
+        improved = m1 < m0
+    else:
+        improved = m1 > m0
+    return "better" if improved else "worse"
+
+
 def _metric_line(v: dict[str, Any]) -> str:
     desc = METRICS[v["metric"]][0]
-    head = (f"{desc}: {v['base']} {fmt_number(v['base_mean'])} ± {fmt_number(v['base_std'])} vs {v['other']} "
-            f"{fmt_number(v['other_mean'])} ± {fmt_number(v['other_std'])}")
+    if "seeds" in v:
+        (lo0, hi0), (lo1, hi1) = v["base_ci"], v["other_ci"]
+        head = (f"{desc}: {v['base']} {fmt_number(v['base_mean'])} [{fmt_number(lo0)}, {fmt_number(hi0)}] vs "
+                f"{v['other']} {fmt_number(v['other_mean'])} [{fmt_number(lo1)}, {fmt_number(hi1)}]")
+        if v["verdict"] == "unknown":
+            return f"{head} → not measured"
+        if v["verdict"] == "none":
+            return f"{head} → no measurable difference (the 95% CIs over {min(v['seeds'])}+ seeds overlap)"
+    else:
+        head = (f"{desc}: {v['base']} {fmt_number(v['base_mean'])} ± {fmt_number(v['base_std'])} vs {v['other']} "
+                f"{fmt_number(v['other_mean'])} ± {fmt_number(v['other_std'])}")
     n0, n1 = v["episodes"]
     if v["verdict"] == "unknown":
         why = "not measured" if not (np.isfinite(v["base_mean"]) and np.isfinite(v["other_mean"])) else \
@@ -114,9 +136,16 @@ def summarise(rows: list[dict[str, Any]], labels: list[str]) -> tuple[str, list[
     base = finals[base_label]
     lines, verdicts = [], []
     n_eps = {label: int(as_float(r.get("episodes")) or 0) for label, r in finals.items()}
-    lines.append(f"Compared at the final evaluation (step {base['step']}), baseline {base_label} (unanchored), "
-                 f"{min(n_eps.values())}+ evaluation episodes per agent. A difference counts when mean ± 1 std "
-                 "across episodes of the two agents do not overlap.")
+    seeds = [as_float(r.get("seeds")) for r in finals.values()]
+    if all(n >= 2 for n in seeds):
+        lines.append(f"Compared at the final evaluation (step {base['step']}), baseline {base_label} (unanchored), "
+                     f"{int(min(seeds))}+ seeds per arm, {min(n_eps.values())}+ evaluation episodes per seed. "
+                     "A metric is the IQM over seeds; a difference counts when the 95% bootstrap CIs over seeds "
+                     "of the two arms do not overlap.")
+    else:
+        lines.append(f"Compared at the final evaluation (step {base['step']}), baseline {base_label} (unanchored), "
+                     f"{min(n_eps.values())}+ evaluation episodes per agent. A difference counts when mean ± 1 std "
+                     "across episodes of the two agents do not overlap.")
     for label in labels[1:]:
         if label not in finals:
             continue
