@@ -210,7 +210,7 @@ DOCS_DATA = Path(__file__).resolve().parent.parent / "docs" / "data"
 # docs/data/tables/NAME.csv fills the block table:NAME of this page
 CSV_TABLES: dict[str, str] = {
     "bench-history": "docs/performance.md", "torch-compile": "docs/performance.md",
-    "lockstep-eval": "docs/performance.md",
+    "lockstep-eval": "docs/performance.md", "parallel-envs": "docs/performance.md",
     "notebook-times-before": "docs/performance.md", "pendulum-runs": "docs/results.md",
     "latent-structure": "docs/results.md", "anchor-cartpole-smooth": "docs/results.md",
     "anchor-cartpole-three-etas": "docs/results.md", "anchor-reacher": "docs/results.md",
