@@ -241,7 +241,8 @@ class MBDPO:
         return out, plans
 
     # --- learning ---------------------------------------------------------------------------
-    def energy_loss(self, z: torch.Tensor, a: torch.Tensor, weights: torch.Tensor | None = None) -> EnergyLossOut:
+    def energy_loss(self, z: torch.Tensor, a: torch.Tensor, weights: torch.Tensor | None = None,
+                    candidates: torch.Tensor | None = None) -> EnergyLossOut:
         """Binary logistic loss of F: positives (z_i, a_i) vs three negative candidates at z_i.
 
         z [M, latent] (detached) and a [M, A] are paired row by row. Candidates per row: a sample of
@@ -253,12 +254,13 @@ class MBDPO:
         which penalises any action dependence of F in proportion to its spread; when one candidate
         (the uniform one) is distributed like the data, as in the seed phase, the best response is a
         flat F, and F stayed flat for 3.5k-27k steps in our runs (docs/algorithm.md, "The energy head").
+        ``candidates`` [3, M, A] replaces the three draws (the exercises check against fixed ones).
         """
         wm, cfg = self.wm, self.cfg
         z = z.detach()
         M = a.shape[0]
         with torch.no_grad():
-            cands = torch.stack([
+            cands = candidates if candidates is not None else torch.stack([
                 wm.pi(z).action,
                 (a + cfg.energy_noise_std * torch.randn_like(a)).clamp(-1, 1),
                 torch.rand_like(a) * 2 - 1,

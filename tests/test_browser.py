@@ -24,7 +24,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 EXPECTED = {"00_tour": dict(widgets=1, plots=4, videos=1), "01_world_model": dict(plots=1),
             "02_diffusion_denoising": dict(widgets=1, plots=6), "03_energy_anchor": dict(widgets=1, plots=3, videos=2),
             "04_latent_trajectories": dict(widgets=1, plots=1), "05_train_on_gpu": dict(widgets=1, plots=4),
-            "06_planners": dict(plots=1)}
+            "06_planners": dict(plots=1), "07_exercises": dict(widgets=3)}
 
 
 def _plot_data(plot) -> str:
@@ -64,8 +64,17 @@ def _switch_projection(page) -> None:
     time.sleep(2)
 
 
+def _show_a_solution(page) -> None:
+    """The first exercise's solution button: the answer's code must appear, with its check above it."""
+    assert page.locator("text=nothing written yet").count() >= 3, "the blank exercises did not say what to do"
+    button = page.locator("button:has-text('show the solution')").first
+    button.scroll_into_view_if_needed()
+    button.click()
+    page.locator("pre:has-text('def reverse_step(')").first.wait_for(state="visible")
+
+
 INTERACT = {"00_tour": _move_level_slider, "02_diffusion_denoising": _move_level_slider,
-            "04_latent_trajectories": _switch_projection}
+            "04_latent_trajectories": _switch_projection, "07_exercises": _show_a_solution}
 
 
 @pytest.fixture(scope="module")
