@@ -221,6 +221,7 @@ CSV_TABLES: dict[str, str] = {
 GENERATED: dict[tuple[str, str], Callable[[], str]] = {
     ("README.md", "agents"): agents_table,
     ("README.md", "notebook-times"): lambda: notebook_times_table(DOCS_DATA),
+    ("docs/teaching.md", "notebook-times"): lambda: notebook_times_table(DOCS_DATA),
     ("docs/lessons.md", "lesson-data"): lessons_table,
     ("docs/results.md", "training"): lambda: training_table(DOCS_DATA),
     ("docs/performance.md", "bench"): lambda: bench_table(DOCS_DATA),
