@@ -63,3 +63,33 @@ def test_wheel_install_finds_pretrained_agents_and_reference_curves(wheel_env):
                cwd=work, env=env)
     result = json.loads(out.strip().splitlines()[-1])
     assert result["episodes"] == 1 and result["mean_return"] >= 0
+
+
+HOSTED_FIRST_CELL = "import mbdpo_lab.hosted\nmbdpo_lab.hosted.prepare()"
+
+
+def test_the_tour_runs_from_the_wheel_after_the_hosted_first_cell(wheel_env, tmp_path):
+    """A pip-only runtime: the wheel, the README's first cell, then 00_tour (fast mode) under nbclient, in
+    a kernel of the wheel's venv started from a folder outside the repository."""
+    python, work, env, site = wheel_env
+    assert HOSTED_FIRST_CELL in (ROOT / "README.md").read_text()  # the cell the README documents
+    kernels = tmp_path / "jupyter" / "kernels" / "wheel"
+    kernels.mkdir(parents=True)
+    (kernels / "kernel.json").write_text(json.dumps({
+        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "wheel venv", "language": "python"}))
+    shutil.copy(ROOT / "notebooks" / "00_tour.ipynb", work / "tour.ipynb")
+    script = (
+        "import nbformat, nbclient\n"
+        "nb = nbformat.read('tour.ipynb', as_version=4)\n"
+        f"nb.cells.insert(0, nbformat.v4.new_code_cell({HOSTED_FIRST_CELL!r}))\n"
+        "nb.cells.append(nbformat.v4.new_code_cell('import mbdpo_lab; print(\"package\", mbdpo_lab.__file__)'))\n"
+        f"nbclient.NotebookClient(nb, kernel_name='wheel', timeout={HANG_S}).execute()\n"
+        "outputs = [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', [])]\n"
+        "print(''.join(o.get('text', '') for o in nb.cells[0].outputs + nb.cells[-1].outputs))\n"
+        "print('errors', sum(o.output_type == 'error' for o in outputs))\n")
+    out = _run([str(python), "-c", script], cwd=work,
+               env=dict(env, MBDPO_FAST="1", JUPYTER_PATH=str(tmp_path / "jupyter")))
+    assert "rendering OK" in out and "errors 0" in out
+    kernel_package = out.split("package ", 1)[1].split()[0]
+    assert Path(kernel_package).is_relative_to(site), f"the kernel imported mbdpo_lab from {kernel_package}"
