@@ -78,8 +78,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--out", required=True, help="run directory (config.json, metrics.csv, checkpoints, videos)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--save-replay", default=None, metavar="DIR",
+                   help="when training ends, keep the whole replay as an offline dataset in DIR")
     p.add_argument("--no-progress", action="store_true")
     _add_set(p)
+
+    p = sub.add_parser("collect", help="record episodes of an agent (with exploration noise) as an offline dataset")
+    p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint or a pretrained name")
+    p.add_argument("--episodes", type=_count(1), default=10)
+    p.add_argument("--noise", type=float, default=0.1, help="std of the Gaussian noise added to every action")
+    p.add_argument("--out", required=True, help="dataset folder (card.json and chunk files)")
+    p.add_argument("--seed", type=_count(0), default=0)
+    p.add_argument("--lockstep", type=_count(1), default=10, help="episodes run at once (one batched planner call)")
+    p.add_argument("--device", default=None)
+    _add_set(p)
+
+    p = sub.add_parser("convert-tdmpc2", help="convert TD-MPC2 mt30/mt80 chunk files (pickles) into a dataset")
+    p.add_argument("files", nargs="+", metavar="CHUNK.pt")
+    p.add_argument("--task-set", choices=["mt30", "mt80"], required=True)
+    p.add_argument("--out", required=True, help="dataset folder")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="required: the files are pickles and run code when read; only for files you trust")
 
     p = sub.add_parser("eval", help="evaluate a checkpoint; prints one JSON line")
     p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint or a pretrained name")
@@ -239,6 +258,8 @@ def cmd_train(args) -> None:
         trainer = Trainer(cfg, out)
     cfg = trainer.cfg
     _check_video(cfg)
+    if args.save_replay and (Path(args.save_replay) / "card.json").exists():
+        raise UsageError(f"--save-replay {args.save_replay} already holds a dataset; choose another folder")
     bar = tqdm(total=cfg.steps, initial=trainer.env_step, unit="step", disable=args.no_progress,
                dynamic_ncols=True)
 
@@ -257,8 +278,52 @@ def cmd_train(args) -> None:
         trainer.complete(progress=bar.update)
     finally:
         bar.close()
-    print(json.dumps({"out": str(out), "state": trainer.state, "step": trainer.env_step,
-                      "eval_return": (trainer.last_eval or {}).get("mean_return")}))
+    result = {"out": str(out), "state": trainer.state, "step": trainer.env_step,
+              "eval_return": (trainer.last_eval or {}).get("mean_return")}
+    if args.save_replay:
+        from .datasets import write_replay
+
+        write_replay(trainer.buffer.state_dict(), cfg.task, args.save_replay,
+                     how=f"the replay of a {cfg.variant}-variant MBDPO run ({cfg.preset} preset, seed {cfg.seed}) over "
+                         f"its {trainer.env_step} steps, seed phase included",
+                     command=f"mbdpo-lab train --task {cfg.task} --preset {cfg.preset} --seed {cfg.seed} "
+                             f"--steps {cfg.steps} --save-replay DIR")
+        result["dataset"] = str(args.save_replay)
+    print(json.dumps(result))
+
+
+def cmd_collect(args) -> None:
+    from .datasets import DatasetWriter
+    from .episodes import collect_episodes
+
+    if (Path(args.out) / "card.json").exists():
+        raise UsageError(f"--out {args.out} already holds a dataset; choose another folder")
+    if not (args.noise >= 0 and args.noise == args.noise):
+        raise UsageError(f"--noise must be a number >= 0, got {args.noise}")
+    ckpt = _load_agent(args.checkpoint, args.device, args.overrides)
+    agent = ckpt.agent
+    how = (f"episodes of {args.checkpoint} ({agent.cfg.planner} planner, eta={agent.cfg.eta:g}) with N(0, "
+           f"{args.noise:g}^2) noise on every action")
+    command = (f"mbdpo-lab collect --checkpoint {args.checkpoint} --episodes {args.episodes} --noise {args.noise:g} "
+               f"--seed {args.seed} --out DIR")
+    returns = []
+    with DatasetWriter(args.out, how, command) as writer:
+        for episode in collect_episodes(agent, args.episodes, args.noise, args.seed, lockstep=args.lockstep):
+            writer.add(agent.cfg.task, episode.obs, episode.actions, episode.rewards)
+            returns.append(episode.total_return)
+    print(json.dumps({"out": args.out, "episodes": len(returns), "mean_return": float(sum(returns) / len(returns))}))
+
+
+def cmd_convert_tdmpc2(args) -> None:
+    from .datasets import convert_tdmpc2
+
+    missing = [f for f in args.files if not Path(f).is_file()]
+    if missing:
+        raise UsageError(f"{missing[0]} is not a file")
+    out = convert_tdmpc2(args.files, args.task_set, args.out, trust_pickle=args.trust_pickle)
+    card = json.loads((out / "card.json").read_text())
+    print(json.dumps({"out": str(out), "episodes": card["episodes"], "transitions": card["transitions"],
+                      "tasks": [t["name"] for t in card["tasks"]]}))
 
 
 def _load_agent(name_or_path: str, device, overrides):
@@ -455,7 +520,7 @@ def cmd_sweep(args) -> None:
 
 
 COMMANDS = {"sweep": cmd_sweep, "tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
-            "eval": cmd_eval, "bench": cmd_bench, "latents": cmd_latents,
+            "eval": cmd_eval, "bench": cmd_bench, "collect": cmd_collect, "convert-tdmpc2": cmd_convert_tdmpc2, "latents": cmd_latents,
             "export": cmd_export, "compare-anchor": cmd_compare_anchor, "anchor-table": cmd_anchor_table,
             "import-checkpoint": cmd_import_checkpoint, "score-policy": cmd_score_policy,
             "fidelity": cmd_fidelity, "lessons": cmd_lessons}

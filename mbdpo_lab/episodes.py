@@ -187,13 +187,41 @@ def run_episode(agent, env, generator: torch.Generator | None = None, *, planner
                    states=np.asarray(states, np.float64) if record else None)
 
 
+def episode_seeds(seed: int, episodes: int) -> list[tuple[int, int]]:
+    """(environment seed, planner seed) of each episode: independent streams from one seed, so an episode
+    is the same whether it runs alone or in lock-step with others."""
+    children = np.random.SeedSequence(seed).spawn(episodes)
+    return [tuple(int(v) for v in child.generate_state(2)) for child in children]
+
+
+def collect_episodes(agent, episodes: int, noise_std: float, seed: int = 0, lockstep: int = 10):
+    """Yield ``episodes`` episodes of the agent's task, acting with N(0, noise_std^2) on every planned
+    action, ``lockstep`` at a time; episode i is seeded by `episode_seeds`' i-th pair (reproducible)."""
+    from .envs import make_env
+
+    cfg = agent.cfg
+    seeds = episode_seeds(seed, episodes)
+    for first in range(0, episodes, lockstep):
+        group = seeds[first:first + lockstep]
+        envs = [make_env(cfg.task, seed=env_seed, action_repeat=cfg.action_repeat, episode_length=cfg.episode_length)
+                for env_seed, _ in group]
+        gens = [torch.Generator(device=agent.device).manual_seed(torch_seed) for _, torch_seed in group]
+        try:
+            yield from run_episodes(agent, envs, gens, noise_std=noise_std)
+        finally:
+            for env in envs:
+                env.close()
+
+
 def run_episodes(agent, envs: list, generators: list, *, planner: str | None = None,
                  frame_size: int | tuple[int, int] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> list[Episode]:
-    """Reset every env and run one noise-free episode in each, in lock-step (see the module docstring).
+                 should_stop: Callable[[], bool] | None = None, noise_std: float = 0.0) -> list[Episode]:
+    """Reset every env and run one episode in each, in lock-step (see the module docstring).
 
     ``generators[i]`` is episode i's only source of randomness; ``frame_size`` renders the first
     episode's frames. An episode's ``plan_ms`` is its share of each batched call (ms per action).
+    ``noise_std`` > 0 adds N(0, noise_std^2) to every action (from the episode's generator), as data
+    collection does; the default is evaluation's noise-free acting.
     """
     size = (frame_size, frame_size) if isinstance(frame_size, int) else frame_size
     n = len(envs)
@@ -214,7 +242,10 @@ def run_episodes(agent, envs: list, generators: list, *, planner: str | None = N
         share = 1000 * (time.perf_counter() - start) / len(active)
         still = []
         for i, result in zip(active, results):
-            action = result.action.clamp(-1, 1).float().cpu().numpy()
+            action = result.action
+            if noise_std > 0:
+                action = action + noise_std * torch.randn(action.shape, generator=generators[i], device=action.device)
+            action = action.clamp(-1, 1).float().cpu().numpy()
             previous[i] = result.plan
             obs_l[i].append(np.asarray(obs[i], np.float32))
             act_l[i].append(action)

@@ -29,7 +29,7 @@ from .checkpoint import load_checkpoint, read_header, save_checkpoint
 from .config import Config
 from .envs import EVAL_SEED_OFFSET, make_env
 from .errors import CheckpointError, TrainingDiverged
-from .episodes import run_episode, run_episodes
+from .episodes import episode_seeds, run_episode, run_episodes
 from .rendering import render_on_device
 
 Callback = Callable[[str, dict[str, Any]], None]
@@ -77,13 +77,6 @@ def _set_aside_rows_after(path: Path, step: int) -> None:
         writer.writeheader()
         writer.writerows(r for r, late in zip(rows, after) if not late)
     tmp.replace(path)
-
-
-def episode_seeds(seed: int, episodes: int) -> list[tuple[int, int]]:
-    """(environment seed, planner seed) of each evaluation episode: independent streams from one seed, so
-    an episode is the same whether it runs alone or in lock-step with others."""
-    children = np.random.SeedSequence(seed).spawn(episodes)
-    return [tuple(int(v) for v in child.generate_state(2)) for child in children]
 
 
 def evaluate(agent: MBDPO, env, episodes: int, planner: str | None = None, video_size: int = 0,
