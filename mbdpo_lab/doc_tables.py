@@ -211,6 +211,7 @@ DOCS_DATA = Path(__file__).resolve().parent.parent / "docs" / "data"
 CSV_TABLES: dict[str, str] = {
     "bench-history": "docs/performance.md", "torch-compile": "docs/performance.md",
     "lockstep-eval": "docs/performance.md", "parallel-envs": "docs/performance.md",
+    "dataset-memory": "docs/performance.md",
     "notebook-times-before": "docs/performance.md", "pendulum-runs": "docs/results.md",
     "latent-structure": "docs/results.md", "anchor-cartpole-smooth": "docs/results.md",
     "anchor-cartpole-three-etas": "docs/results.md", "anchor-reacher": "docs/results.md",
