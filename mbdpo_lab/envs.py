@@ -96,23 +96,41 @@ class DMControlEnv:
         return make_env(self.name, seed=seed, action_repeat=self.action_repeat, episode_length=self.episode_length)
 
     def branch_step(self, action: np.ndarray) -> tuple[np.ndarray, float]:
-        """Try ``action`` from the current state and come back: (next observation, reward).
+        """Try ``action`` from the current state and come back: (next observation, reward)."""
+        obs, rewards, _ = self.branch(np.asarray(action)[None])
+        return obs[1], float(rewards[0])
+
+    def branch(self, actions: np.ndarray, frame_size: tuple[int, int] | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Try a sequence of actions [H, A] from the current state and come back: observations [H+1]
+        (the current one first), rewards [H] and, with ``frame_size``, frames [H+1] of what happened.
 
         The full MuJoCo integration state and the step counters are saved and restored, so the
-        episode continues exactly as if the branch had not happened.
+        episode continues exactly as if the branch had not happened. A branch that reaches the end
+        of the episode stops there (fewer rewards).
         """
         import mujoco
 
         physics, sig = self._env.physics, mujoco.mjtState.mjSTATE_INTEGRATION
         state = physics.get_state(sig)
         counters = (self._env._step_count, self._env._reset_next_step, self._t)
+        obs = [self._flatten(self._env.task.get_observation(physics))]
+        rewards, frames = [], [self.render(*frame_size)] if frame_size else []
         try:
-            obs, reward, _ = self.step(action)
+            for action in actions:
+                o, r, done = self.step(action)
+                obs.append(o)
+                rewards.append(r)
+                if frame_size:
+                    frames.append(self.render(*frame_size))
+                if done:
+                    break
         finally:
             physics.set_state(state, sig)
             physics.forward()
             self._env._step_count, self._env._reset_next_step, self._t = counters
-        return obs, float(reward)
+        return (np.asarray(obs, np.float32), np.asarray(rewards, np.float64),
+                np.asarray(frames, np.uint8) if frame_size else None)
 
     def physics_state(self) -> np.ndarray:
         """MuJoCo's physical state now (time, positions, velocities, actuator activations): enough to

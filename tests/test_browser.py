@@ -9,6 +9,7 @@ state go to $MBDPO_SCREENSHOTS when set.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -73,7 +74,17 @@ def _show_a_solution(page) -> None:
     page.locator("pre:has-text('def reverse_step(')").first.wait_for(state="visible")
 
 
-INTERACT = {"00_tour": _move_level_slider, "02_diffusion_denoising": _move_level_slider,
+def _step_and_check_physics(page) -> None:
+    """The level slider, then the stepper's physics check: its figure must appear with data in it."""
+    _move_level_slider(page)
+    stepper = page.locator(".jp-OutputArea-child:has(button:has-text('check against physics'))").first
+    stepper.locator("button:has-text('check against physics')").first.click()
+    stepper.locator("text=earned").first.wait_for(state="visible")
+    traces = json.loads(_plot_data(stepper.locator(".js-plotly-plot").last))
+    assert sum(len(y or []) for _, y in traces) >= 4, "the physics figure is empty"
+
+
+INTERACT = {"00_tour": _move_level_slider, "02_diffusion_denoising": _step_and_check_physics,
             "04_latent_trajectories": _switch_projection, "07_exercises": _show_a_solution}
 
 

@@ -7,8 +7,10 @@ Two widgets read the planner's `DenoiseTrace` and never re-implement the planner
   mean Abar and the final plan; model return vs energy of every candidate with the elites highlighted;
   the weights and their effective sample size; the schedule with the current level marked; the MPPI
   identity x_{tau-1} = sqrt(abar_{tau-1}) Abar; the rendered frame at that state and the imagined
-  outcome of the plan. Knobs (eta, temperature, candidates, elites, levels, policy-prior candidates,
-  seed) re-plan with the same seed, so a change of one knob is a controlled comparison.
+  outcome of the plan; on request, every level's plan and elites executed in the simulator from that
+  state (`analysis.reality`), imagined vs real. Knobs (eta, temperature, candidates, elites, levels,
+  policy-prior candidates, seed) re-plan with the same seed, so a change of one knob is a controlled
+  comparison.
 * `ToyLandscapeExplorer` - the same panels for the 2-D toy of `mbdpo_lab.toy`: candidate clouds per
   level on the action plane over the true and the learned return's contours.
 
@@ -39,6 +41,7 @@ from ..analysis.denoising import (OPACITY_BINS, PLANNER_KNOBS, Rollout, resolve_
                                   candidate_subset, collect_rollout, level_view, opacity_bin, plan_trace,
                                   planner_config)
 from ..analysis.figures import figure_widget
+from ..analysis.reality import RealityCheck, env_at, reality_check
 from ..config import ConfigError, field_doc, make_config
 from ..planner import DenoiseTrace, discounted_energy, predicted_return
 from ..rendering import frame_png
@@ -324,6 +327,9 @@ class DenoisingStepper(_TraceExplorer):
         values["seed"] = seed
         values.update(knobs)
         super().__init__(values, max_candidates=max_candidates)
+        # the physics check rebuilds the rollout's environment from its seed (a caller's env or rollout is unknown)
+        self._env_seed = seed if env is None and rollout is None else None
+        self._task = task or cfg.task
         if rollout is None:
             from ..envs import make_env
 
@@ -333,6 +339,7 @@ class DenoisingStepper(_TraceExplorer):
             with source as run_env:
                 rollout = collect_rollout(self.agent, run_env, steps=steps, seed=seed, render_size=render_size)
         self.rollout = rollout
+        self.reality: RealityCheck | None = None
         self.state = W.IntSlider(value=min(state, len(rollout) - 1), min=0, max=len(rollout) - 1,
                                  description="state t", continuous_update=False, layout=W.Layout(width="360px"))
         self.state.observe(lambda _change: self.replan(), names="value")
@@ -354,6 +361,7 @@ class DenoisingStepper(_TraceExplorer):
             W.HBox([self.fig_scores, self.fig_schedule], layout=wrap),
             W.HBox([W.VBox([self.frame, self.frame_caption], layout=W.Layout(width="270px")),
                     self.fig_imagined, self.identity], layout=wrap),
+            self.physics_box,
         ]
         self.replan()
 
@@ -397,6 +405,90 @@ class DenoisingStepper(_TraceExplorer):
                           title=dict(text="imagined outcome of the final plan", font=dict(size=13)),
                           legend=dict(orientation="h", y=-0.18, font=dict(size=10)))
         self.fig_imagined = img
+        self._build_physics_panel()
+
+    # --- the planner checked against physics --------------------------------------------------------
+    def _build_physics_panel(self) -> None:
+        self.physics_button = W.Button(description="check against physics", icon="flask",
+                                       tooltip="execute every level's plan and elites in the simulator from this state",
+                                       layout=W.Layout(width="220px", min_width="220px"))
+        self.physics_button.on_click(lambda _b: self.check_physics())
+        self.physics_caption = W.HTML("<i>Does the model's optimism survive reality? Press the button: each "
+                                      "level's plan and its elites run for H steps in the simulator from this "
+                                      "state (restored after each), and the real return is set beside the "
+                                      "imagined one.</i>")
+        fig = figure_widget(make_subplots(rows=1, cols=2, horizontal_spacing=0.14, column_widths=[0.55, 0.45],
+                                          subplot_titles=("each level's plan: imagined vs real",
+                                                          "this level's elites")))
+        fig.add_scatter(mode="lines+markers", name="imagined (model)", line=dict(color="#4060c0", width=2.5),
+                        meta=dict(role="imagined"), row=1, col=1)
+        fig.add_scatter(mode="lines+markers", name="real (simulator)", line=dict(color="#d62728", width=2.5),
+                        meta=dict(role="real"), row=1, col=1)
+        fig.add_scatter(mode="markers", name="elites", marker=dict(color="#2ca02c", size=7),
+                        meta=dict(role="elites"), row=1, col=2)
+        fig.add_scatter(mode="lines", name="real = imagined", line=dict(color="#888", dash="dot"),
+                        meta=dict(role="diagonal"), row=1, col=2)
+        fig.update_xaxes(title_text="noise level τ (the search runs right to left)", autorange="reversed", row=1, col=1)
+        fig.update_yaxes(title_text="return over H steps + γ^H V", row=1, col=1)
+        fig.update_xaxes(title_text="imagined return", row=1, col=2)
+        fig.update_yaxes(title_text="real return", row=1, col=2)
+        fig.update_layout(height=330, width=860, margin=dict(l=50, r=10, t=60, b=45),
+                          legend=dict(orientation="h", y=-0.28, font=dict(size=11)))
+        self.fig_physics = fig
+        self.filmstrip = W.Image(format="png", layout=W.Layout(width="860px"))
+        self.physics_results = W.VBox([self.fig_physics, self.filmstrip], layout=W.Layout(display="none"))
+        self.physics_box = W.VBox([W.HTML("<b>The planner checked against physics</b>"),
+                                   W.HBox([self.physics_button, self.physics_caption],
+                                          layout=W.Layout(align_items="center")),
+                                   self.physics_results])
+
+    def check_physics(self) -> RealityCheck | None:
+        """Run the reality check of the current decision and draw it (see `analysis.reality`)."""
+        if self._env_seed is None:
+            self.physics_caption.value = ("<span style='color:#b00020'>unavailable: this stepper was given its "
+                                          "own environment or rollout, whose states cannot be rebuilt here</span>")
+            return None
+        t, ro = self.state.value, self.rollout
+        env = env_at(self.agent, self._task, self._env_seed, ro.actions[:t])
+        try:
+            size = (72, 96) if ro.frames is not None else None
+            self.reality = reality_check(self.agent, env, self.trace, ro.obs[t], t, frame_size=size)
+        finally:
+            env.close()
+        self._draw_physics()
+        return self.reality
+
+    def _draw_physics(self) -> None:
+        check = self.reality
+        if check is None:
+            return
+        levels = check.levels.astype(int).tolist()
+        with self.fig_physics.batch_update():
+            figure_trace(self.fig_physics, "imagined").update(x=levels, y=check.imagined_return.round(2))
+            figure_trace(self.fig_physics, "real").update(x=levels, y=check.real_return.round(2))
+        self._draw_physics_level(self.level.value)
+        gap = check.plan_imagined - check.plan_real
+        verdict = ("the model promised more than physics gave" if gap > 0 else
+                   "physics gave at least what the model promised")
+        self.physics_caption.value = (f"state t={check.t}: the final plan was imagined to earn "
+                                      f"<b>{check.plan_imagined:.1f}</b> and earned <b>{check.plan_real:.1f}</b> in the "
+                                      f"simulator ({verdict}; gap {gap:+.1f}). Real = the same H actions "
+                                      "executed, plus γ^H times the model's value of the real last state.")
+        if check.frames is not None:
+            self.filmstrip.value = frame_png(np.concatenate(list(check.frames), axis=1))
+        self.filmstrip.layout.display = "" if check.frames is not None else "none"
+        self.physics_results.layout.display = ""
+
+    def _draw_physics_level(self, k: int) -> None:
+        check = self.reality
+        if check is None or k >= len(check.levels):
+            return
+        x, y = check.elite_imagined[k], check.elite_real[k]
+        lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+        with self.fig_physics.batch_update():
+            figure_trace(self.fig_physics, "elites").update(x=x.round(2), y=y.round(2))
+            figure_trace(self.fig_physics, "diagonal").update(x=[lo, hi], y=[lo, hi])
+            self.fig_physics.layout.annotations[1].text = f"the elites of level τ={int(check.levels[k])}"
 
     def _validate(self, knobs: dict[str, Any]) -> None:
         planner_config(self.agent.cfg, knobs)
@@ -408,6 +500,8 @@ class DenoisingStepper(_TraceExplorer):
     def _draw_trace(self) -> None:
         trace, t = self.trace, self.state.value
         gamma, horizon = self.agent.gamma, self.agent.cfg.horizon
+        if self.reality is not None:  # checked once: keep the check with the decision shown
+            self.check_physics()
         im = trace.imagined
         steps = [f"t={i}" for i in range(horizon)]
         disc = gamma ** np.arange(horizon)
@@ -453,6 +547,8 @@ class DenoisingStepper(_TraceExplorer):
         with self.fig_schedule.batch_update():
             _update_schedule_level(self.fig_schedule, view)
         self.identity.value = identity_html(view)
+        if self.reality is not None and self.reality.t == self.state.value:
+            self._draw_physics_level(view["k"])
 
     def _cand_index(self, dim: int, b: int) -> int:
         return dim * (len(OPACITY_BINS) + 3) + b
