@@ -155,3 +155,20 @@ def test_latent_explorer_widget_reads_cached_projection():
     ex.dims.value = 3
     assert ex.figure.data[0].type == "scatter3d"
     assert "cyclicity" in ex.metrics.value
+
+
+def test_a_latent_view_exports_as_standalone_html_and_png(tmp_path):
+    from mbdpo_lab.widgets.latent_explorer import LatentExplorer
+
+    ex = LatentExplorer({"synthetic": _rollouts()}, method="pca")
+    ex.color_by.value = "reward"
+    ex.save_dir.value = str(tmp_path / "views")
+    ex.save_button.click()
+    html_path, png_path = tmp_path / "views" / "synthetic-pca-2d.html", tmp_path / "views" / "synthetic-pca-2d.png"
+    text = html_path.read_text()
+    assert "<script src" not in text and "Plotly.newPlot" in text  # plotly inlined: opens offline
+    assert png_path.read_bytes()[:4] == b"\x89PNG" and "saved" in ex.saved.value
+    assert '"title":{"text":"reward"}' in text  # the view as shown (coloured by reward), not a fixed figure
+    ex.color_by.value = "time"
+    again, _ = ex.export(tmp_path / "time")
+    assert '"title":{"text":"time step"}' in again.read_text() and '"title":{"text":"reward"}' not in again.read_text()

@@ -5,6 +5,8 @@ Reads `LatentRollouts` (from `mbdpo_lab.analysis.collect_latents` or a saved npz
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..analysis import LatentRollouts, Projection, project
 from ..analysis.figures import figure_widget, path_traces
 from ..analysis.structure import CYCLIC, latent_structure_per_episode, period_text
@@ -82,6 +84,13 @@ class LatentExplorer:
         controls = W.VBox([self.task_picker, self.method, self.dims, self.color_by, self.show_imagined,
                            self.connect, self.episode, self.frame],
                           layout=W.Layout(width="260px", flex="0 0 260px"))
+        self.save_dir = W.Text(value="latent-views", description="save to", layout=W.Layout(width="250px"),
+                               style={"description_width": "70px"})
+        self.save_button = W.Button(description="save HTML + PNG", icon="download", layout=W.Layout(width="250px"),
+                                    tooltip="this view as a standalone interactive HTML file and a PNG")
+        self.save_button.on_click(lambda _b: self.export())
+        self.saved = W.HTML()
+        controls.children = (*controls.children, self.save_dir, self.save_button, self.saved)
         self.widget = W.VBox([W.HBox([W.VBox([self.figure, self.time]), controls]), self.status, self.metrics])
         self._set_episodes()
         self._redraw()
@@ -142,6 +151,22 @@ class LatentExplorer:
         frames = self.current.frames
         if frames:
             self.frame.value = frame_png(frames[ep][min(t, len(frames[ep]) - 1)])
+
+    def export(self, folder: str | Path | None = None) -> tuple[Path, Path]:
+        """The current view as a standalone interactive HTML file (plotly inlined: it opens offline, for a
+        paper's supplement or a slide) and a PNG; returns their paths."""
+        import plotly.graph_objects as go
+
+        from ..analysis.figures import save_projection_png
+
+        folder = Path(folder or self.save_dir.value or ".")
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = folder / f"{self.task_picker.value}-{self.method.value}-{self.dims.value}d"
+        html_path, png_path = stem.with_suffix(".html"), stem.with_suffix(".png")
+        go.Figure(self.figure).write_html(str(html_path), include_plotlyjs=True, full_html=True)
+        save_projection_png(self.projection(), self.current, png_path)
+        self.saved.value = f"<span style='color:#1b7f3b'>saved {html_path.name} and {png_path.name}</span>"
+        return html_path, png_path
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
