@@ -49,8 +49,8 @@ def test_the_widget_runs_both_agents_and_marks_the_change(agent):
 
     lab = PerturbationLab({"eta=0.01": agent, "eta=0": "cartpole-swingup-eta0"}, parameter="gravity", scale=2.0,
                           at_step=10, steps=20)
-    assert lab.results.layout.display == "none"
+    assert lab.results.children == ()
     runs = lab.run()
-    assert [r.label for r in runs] == ["eta=0.01", "eta=0"] and lab.results.layout.display == ""
+    assert [r.label for r in runs] == ["eta=0.01", "eta=0"] and lab.figure in lab.results.children
     assert all(len(t.y) == 20 for t in lab.figure.data) and len(lab.figure.layout.shapes) == 3
     assert "reward prediction error" in lab.table.value and "→" in lab.table.value

@@ -66,11 +66,11 @@ def test_the_stepper_panel_shows_imagined_and_real(decision):
 
     agent, _, _, _ = decision
     stepper = DenoisingStepper(agent, steps=5, seed=3, state=3, render_size=(48, 64))
-    assert stepper.physics_results.layout.display == "none"  # no empty figure before the first check
+    assert stepper.physics_results.children == ()  # no empty figure in the page before the first check
     check = stepper.check_physics()
     assert check is not None and check.t == 3
     assert list(figure_trace(stepper.fig_physics, "real").y) == list(check.real_return.round(2))
-    assert "earned" in stepper.physics_caption.value and stepper.physics_results.layout.display == ""
+    assert "earned" in stepper.physics_caption.value and stepper.fig_physics in stepper.physics_results.children
     stepper.set_level(0)
     assert list(figure_trace(stepper.fig_physics, "elites").x) == list(check.elite_imagined[0].round(2))
     stepper.state.value = 4  # a new decision is checked again at once

@@ -436,7 +436,8 @@ class DenoisingStepper(_TraceExplorer):
                           legend=dict(orientation="h", y=-0.28, font=dict(size=11)))
         self.fig_physics = fig
         self.filmstrip = W.Image(format="png", layout=W.Layout(width="860px"))
-        self.physics_results = W.VBox([self.fig_physics, self.filmstrip], layout=W.Layout(display="none"))
+        # shown from the first check on: an empty figure in the page would look like a broken panel
+        self.physics_results = W.VBox([])
         self.physics_box = W.VBox([W.HTML("<b>The planner checked against physics</b>"),
                                    W.HBox([self.physics_button, self.physics_caption],
                                           layout=W.Layout(align_items="center")),
@@ -477,7 +478,7 @@ class DenoisingStepper(_TraceExplorer):
         if check.frames is not None:
             self.filmstrip.value = frame_png(np.concatenate(list(check.frames), axis=1))
         self.filmstrip.layout.display = "" if check.frames is not None else "none"
-        self.physics_results.layout.display = ""
+        self.physics_results.children = (self.fig_physics, self.filmstrip)
 
     def _draw_physics_level(self, k: int) -> None:
         check = self.reality

@@ -62,7 +62,7 @@ class PerturbationLab(W.VBox):
                           legend=dict(orientation="h", y=1.08))
         self.figure = fig
         self.table = W.HTML()
-        self.results = W.VBox([self.figure, self.table], layout=W.Layout(display="none"))
+        self.results = W.VBox([])  # filled by the first run: no empty figure in the page before it
         self.children = [W.HBox([self.parameter, self.scale, self.at_step, self.button],
                                 layout=W.Layout(flex_flow="row wrap", align_items="center")),
                          self.message, self.results]
@@ -81,7 +81,7 @@ class PerturbationLab(W.VBox):
                                               yref=f"y{suffix} domain", line=dict(color="#555", dash="dash"))
                                          for suffix in ("", "2", "3")]
         self.table.value = summary_html(self.runs)
-        self.results.layout.display = ""
+        self.results.children = (self.figure, self.table)
         self.message.value = (f"{html.escape(PARAMETERS[self.parameter.value])} × {self.scale.value:g} at step "
                               f"{self.at_step.value} (dashed line)")
         return self.runs
