@@ -23,12 +23,16 @@ PARAMETERS = {
 }
 
 
-def perturb(env, parameter: str, scale: float) -> None:
-    """Scale one physical parameter of ``env``'s MuJoCo model in place (lasts until the env is remade)."""
+def _check(parameter: str, scale: float) -> None:
     if parameter not in PARAMETERS:
         raise ValueError(f"parameter must be one of {', '.join(PARAMETERS)}, got {parameter!r}")
     if not (scale > 0 and np.isfinite(scale)):
         raise ValueError(f"scale must be a positive number, got {scale}")
+
+
+def perturb(env, parameter: str, scale: float) -> None:
+    """Scale one physical parameter of ``env``'s MuJoCo model in place (lasts until the env is remade)."""
+    _check(parameter, scale)
     model = env._env.physics.model
     if parameter == "gravity":
         model.opt.gravity[:] = model.opt.gravity * scale
@@ -64,30 +68,26 @@ class PerturbedEpisode:
 @torch.no_grad()
 def run_perturbed(agent, parameter: str, scale: float, at_step: int, steps: int, seed: int = 0,
                   label: str = "") -> PerturbedEpisode:
-    """Run ``agent`` noise-free on its task for ``steps`` steps, scaling ``parameter`` at ``at_step``."""
+    """Run ``agent`` noise-free on its task for ``steps`` steps (`run_episode`, as evaluation acts), scaling
+    ``parameter`` after the decision of step ``at_step`` and before the simulator carries it out."""
     from ..envs import make_env
+    from ..episodes import run_episode
 
     cfg, wm = agent.cfg, agent.wm
     if not 0 <= at_step <= steps:
         raise ValueError(f"at_step must be within the episode's {steps} steps, got {at_step}")
+    _check(parameter, scale)  # before the episode, not at its middle
+
+    def change(t, obs, result) -> None:
+        if t == at_step:
+            perturb(env, parameter, scale)
+
     gen = torch.Generator(device=agent.device).manual_seed(seed)
-    rewards, reward_err, latent_err = [], [], []
-    with make_env(cfg.task, seed=seed, action_repeat=cfg.action_repeat, episode_length=cfg.episode_length) as env, \
-            agent.scoped_warm_start():
-        obs = env.reset()
-        for t in range(steps):
-            if t == at_step:
-                perturb(env, parameter, scale)
-            action = agent.plan(obs, t0=t == 0, generator=gen).action.clamp(-1, 1)
-            z = agent.encode(obs).reshape(1, -1)
-            a = action.reshape(1, -1).float()
-            predicted_reward = float(wm.reward(z, a).reshape(-1)[0])
-            predicted_next = wm.next(z, a)
-            obs, reward, done = env.step(action.cpu().numpy())
-            rewards.append(reward)
-            reward_err.append(abs(predicted_reward - reward))
-            latent_err.append(float((predicted_next - agent.encode(obs).reshape(1, -1)).abs().mean()))
-            if done:
-                break
-    return PerturbedEpisode(label or f"eta={cfg.eta:g}", parameter, float(scale), int(at_step),
-                            np.asarray(rewards), np.asarray(reward_err), np.asarray(latent_err))
+    with make_env(cfg.task, seed=seed, action_repeat=cfg.action_repeat, episode_length=cfg.episode_length) as env:
+        episode = run_episode(agent, env, gen, max_steps=steps, on_plan=change)
+    z = agent.encode_batch(list(episode.obs))  # [T+1, L]
+    actions = torch.as_tensor(episode.actions, dtype=torch.float32, device=agent.device)
+    predicted_reward = wm.reward(z[:-1], actions).reshape(-1).cpu().numpy()
+    latent_error = (wm.next(z[:-1], actions) - z[1:]).abs().mean(-1).cpu().numpy()
+    return PerturbedEpisode(label or f"eta={cfg.eta:g}", parameter, float(scale), int(at_step), episode.rewards,
+                            np.abs(predicted_reward - episode.rewards), latent_error.astype(np.float64))
