@@ -60,8 +60,9 @@ def test_the_widget_finds_runs_and_draws_bands_and_the_improvement_table(runs):
     root, anchored, plain = runs
     widget = RunComparison(root)
     assert set(widget.picker.options) == {str(r) for r in anchored + plain}
+    assert widget.results.children == ()  # no empty figure in the page before a selection
     widget.select(anchored + plain)
-    assert len(widget.figure.data) == 6  # band edges and centre line per arm
+    assert widget.figure in widget.results.children and len(widget.figure.data) == 6  # band edges and centre line per arm
     fill = [t for t in widget.figure.data if t.fill == "tonexty"]
     assert len(fill) == 2
     assert "P(beats mbdpo-lab (cpu preset), eta=0.01)" in widget.table.value
@@ -69,4 +70,4 @@ def test_the_widget_finds_runs_and_draws_bands_and_the_improvement_table(runs):
     # eta=0 loses every pairing of final returns against eta=0.01: P(improvement) is 0
     assert "0.00 [0.00, 0.00]" in widget.table.value
     widget.select([anchored[0], _run(root, "reacher", 100, task="reacher-easy")])
-    assert "different tasks" in widget.message.value and widget.figure.data == ()
+    assert "different tasks" in widget.message.value and widget.figure.data == () and widget.results.children == ()

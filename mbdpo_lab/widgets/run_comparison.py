@@ -99,7 +99,8 @@ class RunComparison(W.VBox):
         self.table = W.HTML()
         self.message = W.HTML()
         self.picker.observe(lambda _c: self.compare(self.picker.value), names="value")
-        self.children = [W.HBox([self.picker, self.refresh_button]), self.message, self.figure, self.table]
+        self.results = W.VBox([])  # the figure joins the page with the first arm: an empty plot looks broken
+        self.children = [W.HBox([self.picker, self.refresh_button]), self.message, self.results]
         self.rescan()
         if selected:
             self.select(selected)
@@ -132,4 +133,5 @@ class RunComparison(W.VBox):
             for trace in arm_traces(arms):
                 self.figure.add_trace(trace)
         self.table.value = arms_table_html(arms) if runs else ""
+        self.results.children = (self.figure, self.table) if arms else ()
         return arms
