@@ -40,8 +40,8 @@ class ReplayBuffer:
     def num_starts(self) -> int:
         return len(self._starts)
 
-    def start_episode(self, obs: np.ndarray) -> None:
-        """Open a new episode with its first observation."""
+    def start_episode(self, obs: np.ndarray, stream: int = 0) -> None:
+        """Open a new episode with its first observation (``stream``: see `ParallelReplay`; one here)."""
         self._reserve_row()
         self._row += 1
         self._episode_start = self._row
@@ -49,7 +49,7 @@ class ReplayBuffer:
         self.episode[self._row] = self.num_episodes
         self.num_episodes += 1
 
-    def add(self, action: np.ndarray, reward: float, next_obs: np.ndarray) -> None:
+    def add(self, action: np.ndarray, reward: float, next_obs: np.ndarray, stream: int = 0) -> None:
         """Append one transition of the current episode."""
         if self._row < 0:
             raise RuntimeError("call start_episode(obs) before add()")
@@ -68,7 +68,7 @@ class ReplayBuffer:
         if start >= self._episode_start:
             (self._pending if self.release else self._starts).append(start)
 
-    def end_episode(self) -> None:
+    def end_episode(self, stream: int = 0) -> None:
         """The episode in progress is complete: with ``release``, it becomes sampleable now."""
         self._starts.extend(self._pending)
         self._pending = []

@@ -255,7 +255,7 @@ class Trainer:
         for i in range(k):
             if self._obs[i] is None:
                 self._obs[i] = self.agent.check_observation(self.envs[i].reset())
-                self.buffer_start(i, self._obs[i])
+                self.buffer.start_episode(self._obs[i], stream=i)
                 self._t[i], self._ep_return[i], self._plans[i] = 0, 0.0, None
                 self._ep_start_time[i], self._ep_start_step[i] = time.perf_counter(), self.agent_step
         # The seed phase: random actions up to and including `first_update_step`, after which S updates run
@@ -274,7 +274,9 @@ class Trainer:
         for i, action in enumerate(actions):
             next_obs, reward, done = self.envs[i].step(action)
             next_obs = self.agent.check_observation(next_obs)  # nothing non-finite enters the replay
-            self.buffer_add(i, action, reward, next_obs, done)
+            self.buffer.add(action, reward, next_obs, stream=i)
+            if done:
+                self.buffer.end_episode(stream=i)
             self._obs[i], self._ep_return[i], self._t[i] = next_obs, self._ep_return[i] + reward, self._t[i] + 1
             rewards.append(reward)
             if done:
@@ -300,18 +302,6 @@ class Trainer:
         if cfg.checkpoint_every and self.out_dir and self.env_step // cfg.checkpoint_every > before // cfg.checkpoint_every:
             self.save()
         return info
-
-    def buffer_start(self, env: int, obs: np.ndarray) -> None:
-        if self.cfg.num_envs == 1:
-            self.buffer.start_episode(obs)
-        else:
-            self.buffer.start_episode(obs, stream=env)
-
-    def buffer_add(self, env: int, action: np.ndarray, reward: float, next_obs: np.ndarray, done: bool) -> None:
-        extra = {} if self.cfg.num_envs == 1 else {"stream": env}
-        self.buffer.add(action, reward, next_obs, **extra)
-        if done:
-            self.buffer.end_episode(**extra)
 
     def _updates(self, n_updates: int, burst: bool) -> dict[str, float]:
         """Run ``n_updates`` updates on replay samples; the seed phase's burst reports its progress."""

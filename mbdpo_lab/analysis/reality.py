@@ -68,11 +68,13 @@ def imagined_outcome(agent, obs: np.ndarray, plans: np.ndarray) -> tuple[np.ndar
 @torch.no_grad()
 def real_outcome(agent, env, plans: np.ndarray, frame_size: tuple[int, int] | None = None
                  ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray | None]]:
-    """The same numbers from the simulator: each plan executed from ``env``'s current state (restored after)."""
+    """The same numbers from the simulator: each plan executed from ``env``'s current state (restored after);
+    frames of the last plan with ``frame_size``."""
     gamma = agent.gamma
     rewards, last_obs, frames = [], [], []
-    for plan in np.clip(plans, -1, 1):
-        obs, r, fr = env.branch(plan, frame_size=frame_size)
+    clipped = np.clip(plans, -1, 1)
+    for i, plan in enumerate(clipped):
+        obs, r, fr = env.branch(plan, frame_size=frame_size if i == len(clipped) - 1 else None)
         rewards.append(float((gamma ** np.arange(len(r)) * r).sum()))
         last_obs.append(obs[-1])
         frames.append(fr)
@@ -89,9 +91,7 @@ def reality_check(agent, env, trace: DenoiseTrace, obs: np.ndarray, t: int, fram
     elites = np.stack([trace.candidates[k][trace.elite_idx[k]] for k in range(L)])  # [L, E, H, A]
     plans = np.concatenate([level_plans, elites.reshape(L * E, *elites.shape[2:]), trace.plan[None]])
     imagined_r, imagined = imagined_outcome(agent, obs, plans)
-    real_r, real, frames = real_outcome(agent, env, plans)
-    if frame_size:
-        frames[-1] = env.branch(np.clip(trace.plan, -1, 1), frame_size=frame_size)[2]
+    real_r, real, frames = real_outcome(agent, env, plans, frame_size)
     return RealityCheck(t=t, levels=trace.levels.copy(), imagined_rewards=imagined_r[:L], real_rewards=real_r[:L],
                         imagined_return=imagined[:L], real_return=real[:L],
                         elite_imagined=imagined[L:L + L * E].reshape(L, E), elite_real=real[L:L + L * E].reshape(L, E),
