@@ -7,7 +7,7 @@ PIP    := $(BIN)/pip install -q -c constraints.txt
 DEB_PACKAGES := ffmpeg libegl1 libopengl0 libgl1-mesa-dri libosmesa6 chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system venv lab demo test clean
+.PHONY: setup system venv lab demo test book clean
 
 setup: system venv
 
@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[notebooks,test]"
+	$(PIP) -e ".[notebooks,test,book]"
 	@touch $@
 
 LAB_FLAGS := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
@@ -39,6 +39,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The course book: every lesson executed in fast mode, as a static site (runs/book/html/index.html).
+book: setup
+	$(BIN)/mbdpo-lab book --out runs/book
 
 clean:
 	rm -rf $(VENV) runs

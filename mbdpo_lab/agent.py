@@ -74,14 +74,35 @@ class EnergyLossOut:
     negatives: torch.Tensor  # [M, A] the hardest negative chosen per positive
 
 
-class MBDPO:
-    """World model + energy + planner; `act` for the environment, `update` for learning."""
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of a multi-task agent: its name, sizes and episode length (which sets its discount)."""
 
-    def __init__(self, cfg: Config, obs_dim: int, act_dim: int, device: str | torch.device | None = None):
+    name: str
+    obs_dim: int
+    act_dim: int
+    episode_length: int = 500
+
+
+class MBDPO:
+    """World model + energy + planner; `act` for the environment, `update` for learning.
+
+    ``tasks`` makes it multi-task (`WorldModel`): obs_dim and act_dim are then the largest task's, every
+    call that sees an observation names its task, and batches carry ``task`` [B]."""
+
+    def __init__(self, cfg: Config, obs_dim: int, act_dim: int, device: str | torch.device | None = None,
+                 tasks: list[TaskSpec] | None = None):
         self.cfg = cfg
         self.device = resolve_device(cfg.device) if device is None else torch.device(device)
+        self.tasks = [t if isinstance(t, TaskSpec) else TaskSpec(**t) for t in (tasks or [])]
+        if self.tasks and (obs_dim, act_dim) != (max(t.obs_dim for t in self.tasks),
+                                                 max(t.act_dim for t in self.tasks)):
+            raise ConfigError(f"a multi-task agent's obs_dim and act_dim are its largest task's "
+                              f"({max(t.obs_dim for t in self.tasks)}, {max(t.act_dim for t in self.tasks)}), "
+                              f"got {obs_dim} and {act_dim}")
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.wm = WorldModel(cfg, obs_dim, act_dim).to(self.device)
+        self.wm = WorldModel(cfg, obs_dim, act_dim, [t.act_dim for t in self.tasks] or None).to(self.device)
+        self.task_gammas = torch.tensor([cfg.gamma_for(t.episode_length) for t in self.tasks], device=self.device)
         enc_params = list(self.wm.encoder.parameters())
         enc_ids = {id(p) for p in enc_params}
         pi_ids = {id(p) for p in self.wm.pi_head.parameters()}
@@ -106,24 +127,49 @@ class MBDPO:
     def gamma(self) -> float:
         return self.cfg.gamma
 
+    def task_index(self, task: int | str | None) -> int | None:
+        """A task of a multi-task agent by index or name (None for a single-task agent)."""
+        if not self.tasks:
+            if task is not None:
+                raise ConfigError(f"this agent is single-task ({self.cfg.task}); do not pass a task")
+            return None
+        names = [t.name for t in self.tasks]
+        if task is None:
+            raise ConfigError(f"a multi-task agent acts for one of its tasks: pass task= ({', '.join(names)})")
+        if isinstance(task, str) and task in names:
+            return names.index(task)
+        if isinstance(task, (int, np.integer)) and 0 <= task < len(names):
+            return int(task)
+        raise ConfigError(f"task {task!r} is not one of this multi-task agent's: {', '.join(names)}")
+
+    def gamma_of(self, task: int | None) -> float:
+        return self.gamma if task is None else float(self.task_gammas[task])
+
     # --- acting ----------------------------------------------------------------------------
     def return_model(self, z0: torch.Tensor, eta: float | None = None,
-                     generator: torch.Generator | None = None, step_heads: FusedStepHeads | None = None
-                     ) -> WorldModelReturn:
-        return WorldModelReturn(self.wm, z0, self.cfg.eta if eta is None else eta, self.gamma,
+                     generator: torch.Generator | None = None, step_heads: FusedStepHeads | None = None,
+                     task: int | None = None) -> WorldModelReturn:
+        return WorldModelReturn(self.wm, z0, self.cfg.eta if eta is None else eta, self.gamma_of(task),
                                 generator=generator, bf16=self.cfg.planner_bf16,
                                 redraw_heads=self.cfg.variant == "release", step_heads=step_heads)
 
     @torch.no_grad()
-    def encode(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
+    def encode(self, obs: np.ndarray | torch.Tensor, task: int | str | None = None) -> torch.Tensor:
         """One observation [obs_dim] -> latent [L]."""
-        return self.encode_batch([obs])[0]
+        return self.encode_batch([obs], None if task is None else [task])[0]
 
     @torch.no_grad()
-    def encode_batch(self, observations) -> torch.Tensor:
+    def encode_batch(self, observations, tasks: list | None = None) -> torch.Tensor:
         """Observations (one per episode) -> latents [B, L]; each checked at the boundary."""
-        arr = np.stack([self.check_observation(o) for o in observations])
-        z = rows_apart(self.wm.encoder, torch.as_tensor(arr, device=self.device)[:, None])[:, 0]  # each as alone
+        idx = [self.task_index(t) for t in (tasks or [None] * len(observations))]
+        arr = np.stack([self.check_observation(o, t) for o, t in zip(observations, idx)])
+        x = torch.as_tensor(arr, device=self.device)
+        ctx = self.wm.context(idx) if self.tasks else None
+        if ctx is not None:
+            x = torch.cat([x, ctx[:, :self.wm.task_dim]], -1)
+        z = rows_apart(self.wm.encoder, x[:, None])[:, 0]  # each as alone
+        if ctx is not None:
+            z = torch.cat([z, ctx], -1)
         if not bool(torch.isfinite(z).all()):
             if not all(bool(torch.isfinite(p).all()) for p in self.wm.encoder.parameters()):
                 raise TrainingDiverged("the encoder's weights are not finite (a diverged run?); load an earlier "
@@ -133,16 +179,20 @@ class MBDPO:
                                    "overflows the encoder; check the environment (a simulation that blew up?)")
         return z
 
-    def check_observation(self, obs: np.ndarray | torch.Tensor) -> np.ndarray:
+    def check_observation(self, obs: np.ndarray | torch.Tensor, task: int | None = None) -> np.ndarray:
         """The observation as float32 [obs_dim]; a wrong size or a non-finite entry is refused here, at the
-        boundary, so nothing non-finite reaches the planner's warm start."""
+        boundary, so nothing non-finite reaches the planner's warm start. A multi-task agent's (``task``
+        given) is its task's size, zero-padded here to the largest."""
         if isinstance(obs, torch.Tensor):
             obs = obs.detach().cpu().numpy()
         arr = np.asarray(obs, np.float32)
-        if arr.size != self.obs_dim:
+        size, name = (self.obs_dim, self.cfg.task) if task is None else (self.tasks[task].obs_dim, self.tasks[task].name)
+        if arr.size != size:
             raise ObservationError(f"observation has {arr.size} entries (shape {arr.shape}), this agent takes "
-                                   f"{self.obs_dim} (task {self.cfg.task}); pass the task's flat observation")
+                                   f"{size} (task {name}); pass the task's flat observation")
         arr = arr.reshape(-1)
+        if arr.size < self.obs_dim:
+            arr = np.concatenate([arr, np.zeros(self.obs_dim - arr.size, np.float32)])
         bad = np.flatnonzero(~np.isfinite(arr))
         if bad.size:
             shown = ", ".join(f"[{i}]={arr[i]}" for i in bad[:5]) + (" ..." if bad.size > 5 else "")
@@ -153,10 +203,12 @@ class MBDPO:
     @torch.no_grad()
     def plan(self, obs: np.ndarray, t0: bool, planner: str | None = None, trace: bool = False,
              generator: torch.Generator | None = None, update_warm_start: bool = True,
-             planner_obj: DiffusionPlanner | None = None, eta: float | None = None) -> PlanResult:
+             planner_obj: DiffusionPlanner | None = None, eta: float | None = None,
+             task: int | str | None = None) -> PlanResult:
         """Plan from an observation; ``t0`` marks an episode start (warm start from zeros)."""
         result = self.plan_batch([obs], [None if t0 else self.prev_plan], [generator], planner=planner,
-                                 trace=trace, planner_obj=planner_obj, eta=eta)[0]
+                                 trace=trace, planner_obj=planner_obj, eta=eta,
+                                 tasks=None if task is None else [task])[0]
         if update_warm_start:
             self.prev_plan = result.plan
         return result
@@ -164,14 +216,15 @@ class MBDPO:
     @torch.no_grad()
     def plan_batch(self, observations, previous_plans: list[torch.Tensor | None], generators: list,
                    planner: str | None = None, trace: bool = False, planner_obj: DiffusionPlanner | None = None,
-                   eta: float | None = None) -> list[PlanResult]:
+                   eta: float | None = None, tasks: list | None = None) -> list[PlanResult]:
         """One decision for each of B episodes in lock-step: one batched search, each episode with its own
         previous plan (None at its start) and generator, so each gets what `plan` would give it alone.
-        Leaves ``prev_plan`` alone."""
+        Leaves ``prev_plan`` alone. A multi-task agent takes each episode's task."""
         kind = planner or self.cfg.planner
         if kind not in PLANNERS:
             raise ConfigError(f"planner must be one of {', '.join(PLANNERS)}, got {kind!r}")
-        z0 = self.encode_batch(observations)
+        z0 = self.encode_batch(observations, tasks)
+        idx = [self.task_index(t) for t in (tasks or [None] * len(observations))]
         warm = torch.stack([shift_warm_start(p, self.cfg.horizon, self.act_dim, self.device) for p in previous_plans])
         if kind == "policy":
             actions = self.policy_actor.act(z0, eval_mode=True, generator=list(generators))
@@ -181,7 +234,8 @@ class MBDPO:
                 raise ConfigError("planner=score needs a score network; this agent has none (use_score_net=false)")
             search = planner_obj or {"diffusion": self.diffusion, "mppi": self.mppi, "score": self.score_only}[kind]
             heads = FusedStepHeads(self.wm)  # the weights stay fixed during the decision: stacked once
-            model = EpisodeBatchReturn([self.return_model(z, eta, g, step_heads=heads) for z, g in zip(z0, generators)])
+            model = EpisodeBatchReturn([self.return_model(z, eta, g, step_heads=heads, task=i)
+                                        for z, g, i in zip(z0, generators, idx)])
             results = search.plan_batch(model, warm, trace=trace)
         if not all(bool(torch.isfinite(r.plan).all() and torch.isfinite(r.action).all()) for r in results):
             raise TrainingDiverged("the planner produced a non-finite plan from a finite observation: the "
@@ -204,20 +258,21 @@ class MBDPO:
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, t0: bool = False, eval_mode: bool = False, planner: str | None = None,
-            generator: torch.Generator | None = None) -> np.ndarray:
-        """Action in [-1, 1]; adds N(0, exploration_std^2) noise unless ``eval_mode``."""
+            generator: torch.Generator | None = None, task: int | str | None = None) -> np.ndarray:
+        """Action in [-1, 1]; adds N(0, exploration_std^2) noise unless ``eval_mode``. A multi-task agent
+        acts for ``task`` and returns that task's action size."""
         kind = planner or self.cfg.planner
         start = time.perf_counter()
         if kind == "policy" and not eval_mode:
-            action = self.policy_actor.act(self.encode(obs), eval_mode=False, generator=generator)
+            action = self.policy_actor.act(self.encode(obs, task), eval_mode=False, generator=generator)
         else:
-            action = self.plan(obs, t0, planner=kind, generator=generator).action
+            action = self.plan(obs, t0, planner=kind, generator=generator, task=task).action
         if not eval_mode and kind != "policy":
             noise = torch.randn(action.shape, generator=generator, device=action.device)
             action = action + self.cfg.exploration_std * noise
         out = action.clamp(-1, 1).float().cpu().numpy()
         self.last_plan_ms = 1000 * (time.perf_counter() - start)
-        return out
+        return out if task is None else out[:self.tasks[self.task_index(task)].act_dim]
 
     @torch.no_grad()
     def act_batch(self, observations, previous_plans: list[torch.Tensor | None], planner: str | None = None
@@ -281,19 +336,21 @@ class MBDPO:
         loss = per_pair.mean() if weights is None else (per_pair * weights).sum() / weights.sum()
         return EnergyLossOut(loss, pos.detach(), neg.detach(), cands[hardest, rows])
 
-    def energy_loss_release(self, z: torch.Tensor, a: torch.Tensor) -> EnergyLossOut:
+    def energy_loss_release(self, z: torch.Tensor, a: torch.Tensor,
+                            candidates: torch.Tensor | None = None) -> EnergyLossOut:
         """L_F as the release computes it (`_contrastive_loss`), with one correction: row i pairs z_i with
         its own action a_i (the release pairs time-major latents with batch-major actions).
 
         Candidates at z_i: a policy-prior sample a_pi, clip(a_pi + 0.5 N(0, I)) and a uniform action;
         the one with the highest current F is the negative. Loss 0.5 (BCE(F+, 1) + BCE(F-, 0)),
-        unweighted over t.
+        unweighted over t. ``candidates`` [M, 3, A] replaces the three draws (the exercises check against
+        fixed ones).
         """
         wm = self.wm
         z = z.detach()
         rows = torch.arange(a.shape[0], device=a.device)
         with torch.no_grad():
-            cands = self.release_candidates(z)  # [M, 3, A]
+            cands = self.release_candidates(z) if candidates is None else candidates  # [M, 3, A]
             cand_logits = wm.energy_logit(z.unsqueeze(1).expand(-1, 3, -1).flatten(0, 1),
                                           cands.flatten(0, 1)).view(-1, 3)
             negatives = cands[rows, cand_logits.argmax(1)]
@@ -331,34 +388,38 @@ class MBDPO:
 
     def to_batch(self, sample: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         """A replay sample on the agent's device; to a GPU through pinned memory, without blocking."""
+        keys = [k for k in ("obs", "action", "reward", "task") if k in sample]
         if self.device.type != "cuda":
-            return {k: torch.as_tensor(sample[k], device=self.device) for k in ("obs", "action", "reward")}
-        return {k: torch.as_tensor(sample[k]).pin_memory().to(self.device, non_blocking=True)
-                for k in ("obs", "action", "reward")}
+            return {k: torch.as_tensor(sample[k], device=self.device) for k in keys}
+        return {k: torch.as_tensor(sample[k]).pin_memory().to(self.device, non_blocking=True) for k in keys}
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One gradient step of every loss on a time-major batch (obs [H+1,B,.], action/reward [H,B])."""
         cfg, wm = self.cfg, self.wm
         obs, action, reward = batch["obs"], batch["action"], batch["reward"]
+        task = batch.get("task") if self.tasks else None  # [B] task indices of a multi-task batch
+        if self.tasks and task is None:
+            raise ValueError("a multi-task agent's batch carries task [B] (EpisodeDataset.sample gives it)")
         H = action.shape[0]
         rho = cfg.rho ** torch.arange(H, device=self.device, dtype=torch.float32)
+        gamma = self.gamma if task is None else self.task_gammas[task].view(1, -1, 1)  # per sample's task
         wm.train()
 
         release = cfg.variant == "release"
         with torch.no_grad():
-            next_z = wm.encode(obs[1:])  # [H, B, L] stop-gradient targets h(o_{t+1})
+            next_z = wm.encode(obs[1:], task)  # [H, B, L] stop-gradient targets h(o_{t+1})
             next_a = wm.pi(next_z).action
             # the release: min of the *first two* target heads; lab: of two drawn at random
-            td_target = reward.unsqueeze(-1) + self.gamma * wm.q(
+            td_target = reward.unsqueeze(-1) + gamma * wm.q(
                 next_z.flatten(0, 1), next_a.flatten(0, 1), "min", target=True,
                 heads=[0, 1] if release else None).view(H, -1, 1)
 
-        z = wm.encode(obs[0])
+        z = wm.encode(obs[0], task)
         zs = [z]
         consistency = 0.0
         for t in range(H):
             z = wm.next(z, action[t])
-            consistency = consistency + rho[t] * F.mse_loss(z, next_z[t])
+            consistency = consistency + rho[t] * F.mse_loss(wm.latent(z), wm.latent(next_z[t]))
             zs.append(z)
         zs_t = torch.stack(zs)  # [H+1, B, L]
         _zs = zs_t[:-1]

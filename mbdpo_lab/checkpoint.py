@@ -10,6 +10,7 @@ written to a temporary name and renamed, so an interrupted save never leaves a b
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -77,6 +78,8 @@ def save_checkpoint(agent: MBDPO, path: str | Path, meta: dict[str, Any] | None 
     tensors = agent.tensors(include_optimizer=include_optimizer, acting_only=acting_only)
     full_meta = {"format": FORMAT, "code_version": __version__, "obs_dim": agent.obs_dim,
                  "act_dim": agent.act_dim, "task": agent.cfg.task, "saved_on": str(agent.device), **(meta or {})}
+    if agent.tasks:  # a multi-task agent: its tasks, in the order of its task embeddings
+        full_meta["tasks"] = [dataclasses.asdict(t) for t in agent.tasks]
     config_json = agent.cfg.to_json()
     meta_json = json.dumps(full_meta, sort_keys=True, default=json_default)
     header = {"config": config_json, "meta": meta_json,
@@ -142,7 +145,7 @@ def read_header(path: str | Path) -> tuple[Config, dict[str, Any], dict[str, tor
 # What the weights' shapes or meaning depend on: a checkpoint cannot be loaded with other values.
 FIXED_WHEN_LOADING = ("task", "variant", "model_size", "enc_dim", "num_enc_layers", "mlp_dim", "latent_dim", "simnorm_dim",
                       "num_q", "num_bins", "vmin", "vmax", "use_score_net", "tau_embed_dim", "horizon",
-                      "score_output")
+                      "score_output", "task_dim")
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device | None = None,
@@ -169,7 +172,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device | None = None,
     if not isinstance(device, torch.device):  # a name the user typed: validated like any config value
         cfg.device = str(device)
         validate(cfg)
-    agent = MBDPO(cfg, int(meta["obs_dim"]), int(meta["act_dim"]), device=resolve_device(device))
+    agent = MBDPO(cfg, int(meta["obs_dim"]), int(meta["act_dim"]), device=resolve_device(device),
+                  tasks=meta.get("tasks"))
     try:
         agent.load_tensors(tensors)
     except (RuntimeError, KeyError) as exc:

@@ -10,8 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import (CheckpointError, ConfigError, ObservationError, RenderingUnavailable, TrainingDiverged,
-                     UnknownTaskError, UsageError)
+from .errors import (CheckpointError, ConfigError, LessonFailed, ObservationError, RenderingUnavailable,
+                     TrainingDiverged, UnknownTaskError, UsageError)
 
 
 def _count(minimum: int):
@@ -157,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", required=True, help="CSV to merge the rows into (e.g. docs/data/fidelity.csv)")
     p.add_argument("--episodes", type=_count(1), default=5, help="noise-free episodes for the over-estimation")
     p.add_argument("--seed", type=_count(0), default=0)
+
+    p = sub.add_parser("book", help="build the course book: every lesson executed (fast mode) as a static site",
+                       description="Executes notebooks/NN_*.ipynb in fast mode, freezes their widgets as static "
+                                   "pictures and builds the site with Sphinx (MyST-NB, book theme) into OUT/html.")
+    p.add_argument("--out", default="runs/book", help="output folder (OUT/html/index.html is the book)")
+    p.add_argument("--notebooks", default=None, help="folder of the lesson notebooks (default: the repository's)")
+    p.add_argument("--normal", action="store_true", help="execute with the normal budgets instead of fast mode")
 
     p = sub.add_parser("lessons", help="the notebooks' precomputed data: list and check it, or --build it again")
     p.add_argument("--build", nargs="*", metavar="NAME", default=None,
@@ -486,6 +493,12 @@ def cmd_anchor_table(args) -> None:
     print(markdown_table(args.dirs))
 
 
+def cmd_book(args) -> None:
+    from .book import build
+
+    build(Path(args.out), Path(args.notebooks) if args.notebooks else None, fast=not args.normal)
+
+
 def cmd_lessons(args) -> None:
     from .experiments import lessons
 
@@ -519,7 +532,7 @@ def cmd_sweep(args) -> None:
     print(json.dumps({"out": args.out, "finished": len(results), "results": str(Path(args.out) / "sweep_results.csv")}))
 
 
-COMMANDS = {"sweep": cmd_sweep, "tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
+COMMANDS = {"book": cmd_book, "sweep": cmd_sweep, "tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
             "eval": cmd_eval, "bench": cmd_bench, "collect": cmd_collect, "convert-tdmpc2": cmd_convert_tdmpc2, "latents": cmd_latents,
             "export": cmd_export, "compare-anchor": cmd_compare_anchor, "anchor-table": cmd_anchor_table,
             "import-checkpoint": cmd_import_checkpoint, "score-policy": cmd_score_policy,
@@ -553,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"mbdpo-lab {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (ObservationError, TrainingDiverged) as exc:  # the run's own fault, not the command line's
+    except (ObservationError, TrainingDiverged, LessonFailed) as exc:  # the run's own fault, not the command line's
         print(f"mbdpo-lab {args.command}: error: {exc}", file=sys.stderr)
         return 4
     except RenderingUnavailable as exc:

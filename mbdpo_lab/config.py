@@ -52,7 +52,7 @@ class Config:
     lock-step round runs N x this many (fractions carry over). 1 is TD-MPC2's and the paper's rule."""
     device: str = "auto"
     """``auto`` picks CUDA when available, else CPU; or any torch device string."""
-    variant: str = "lab"
+    variant: str = "release"
     """``release``: the authors' MBDPO exactly (architecture, init, losses, planner, replay, seed phase);
     ``lab``: this project's earlier reading of it, kept for comparison. docs/algorithm.md lists every
     difference and what it measured to do."""
@@ -96,6 +96,9 @@ class Config:
     score_guided: bool = False
     """The diffusion planner moves x with the score network's output instead of the Monte-Carlo score
     (candidates are still drawn and scored, as in the release, so the trace shows both)."""
+    task_dim: int = 96
+    """Width of the learned task embedding of a multi-task model (TD-MPC2's and the release's 96);
+    single-task models have none."""
     tau_embed_dim: int = 64
     """Width of the sinusoidal noise-level embedding of the score network."""
 
@@ -196,9 +199,13 @@ class Config:
     @property
     def gamma(self) -> float:
         """Discount: TD-MPC2's heuristic clip((L/5 - 1)/(L/5), 0.95, 0.995), or the set value."""
+        return self.gamma_for(self.episode_length)
+
+    def gamma_for(self, episode_length: int) -> float:
+        """The discount of a task with episodes of this many steps (a multi-task model has one per task)."""
         if self.discount > 0:
             return float(self.discount)
-        frac = self.episode_length / 5
+        frac = episode_length / 5
         return float(min(max((frac - 1) / frac, 0.95), 0.995))
 
     @property
@@ -456,9 +463,11 @@ def validate(cfg: Config) -> None:
          f"steps={cfg.steps} exceeds buffer_size={cfg.buffer_size}: the replay keeps every step and never "
          "drops old ones (variant=lab); raise buffer_size (about obs_dim x 4 bytes per step), train fewer steps, "
          "or use variant=release (drops the oldest episodes)")
-    need(cfg.variant == "lab" or cfg.num_seed_steps >= cfg.episode_length,
-         f"variant=release samples completed episodes only, so the seed phase ({cfg.num_seed_steps} steps) must "
-         f"cover one episode ({cfg.episode_length} steps); raise seed_steps")
+    need(cfg.variant == "lab" or cfg.num_seed_steps >= cfg.num_envs * cfg.episode_length,
+         f"variant=release samples completed episodes only, so the seed phase ({cfg.num_seed_steps} steps over "
+         f"{cfg.num_envs} environment(s)) must cover one episode in each ({cfg.num_envs} x {cfg.episode_length} "
+         f"steps); raise seed_steps")
+    need(cfg.task_dim >= 1, f"task_dim must be >= 1, got {cfg.task_dim}")
     need(cfg.energy_negatives in ("hardest", "smooth"),
          f"energy_negatives must be hardest or smooth, got {cfg.energy_negatives!r}")
     # the run

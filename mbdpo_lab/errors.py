@@ -30,5 +30,9 @@ class ObservationError(ValueError):
     """An observation the agent cannot use (wrong size, NaN or infinite entries); names the entries."""
 
 
+class LessonFailed(RuntimeError):
+    """A lesson notebook showed an error while the course book was built; names the notebook and the error."""
+
+
 class TrainingDiverged(FloatingPointError):
     """An update produced a non-finite loss; the run stops and keeps its last good checkpoint."""

@@ -137,6 +137,9 @@ class EpisodeBatchReturn:
 
     def __init__(self, models: list[WorldModelReturn]):
         first = models[0]
+        if len({m.gamma for m in models}) > 1:
+            raise ValueError("episodes planned in one lock-step batch share a discount; plan tasks with "
+                             "different discounts in separate batches")
         self.models, self.wm, self.eta, self.gamma = models, first.wm, first.eta, first.gamma
         self.horizon, self.action_dim, self.bf16 = first.horizon, first.action_dim, first.bf16
         self.step_heads = first.step_heads

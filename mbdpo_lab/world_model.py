@@ -3,6 +3,13 @@
 encoder h(o) -> z (SimNorm), dynamics d(z, a) -> z', reward R(z, a) (two-hot logits), an ensemble
 of Q heads with a Polyak target copy, a tanh-Gaussian policy prior pi(z), the energy head F(z, a)
 (one logit; high F = looks like the data) and, optionally, a score network s(z, x_tau, tau).
+
+A multi-task model (``task_action_dims``: one action size per task) learns a task embedding e (TD-MPC2's,
+norm at most 1) that every network reads, as in the release: the encoder [o, e], the dynamics, reward, Q
+and F [z, e, a], the policy prior [z, e]. Observations are zero-padded to the largest task's, actions to
+the largest action, and the entries a task does not have are masked. The task rides along with the
+latent: `encode` returns [z, e, mask] and `next` keeps it, so the planner, the losses and the analyses
+carry it without being told the task; `latent` gives the z part.
 """
 from __future__ import annotations
 
@@ -37,11 +44,12 @@ class ScoreNet(nn.Module):
     of an action at every level (the score's grows like 1 / (1 - abar), ~1400 at the paper's lowest level).
     """
 
-    def __init__(self, cfg: Config, act_dim: int):
+    def __init__(self, cfg: Config, act_dim: int, task_dim: int = 0):
         super().__init__()
         self.embed_dim, self.output = cfg.tau_embed_dim, cfg.score_output
         seq = cfg.horizon * act_dim
-        self.net = mlp(cfg.latent_dim + seq + cfg.tau_embed_dim, [cfg.mlp_dim, cfg.mlp_dim], seq)
+        self.z_in = cfg.latent_dim + task_dim  # [z, e]: the task mask that rides with a multi-task latent is cut
+        self.net = mlp(self.z_in + seq + cfg.tau_embed_dim, [cfg.mlp_dim, cfg.mlp_dim], seq)
         betas = np.linspace(cfg.beta_start, cfg.beta_end, cfg.num_levels)
         self.register_buffer("alpha_bar", torch.as_tensor(np.cumprod(1 - betas), dtype=torch.float32),
                              persistent=False)
@@ -51,7 +59,7 @@ class ScoreNet(nn.Module):
         ``apart``: the rows are episodes in lock-step, computed as they would be alone (`rows_apart`)."""
         level = torch.as_tensor(level, device=x.device).reshape(-1)
         emb = sinusoidal_embedding(level, self.embed_dim).expand(x.shape[0], -1)
-        inputs = torch.cat([z, x.flatten(1), emb], dim=-1)
+        inputs = torch.cat([z[..., :self.z_in], x.flatten(1), emb], dim=-1)
         out = rows_apart(self.net, inputs[:, None])[:, 0] if apart else self.net(inputs)
         return out.view_as(x)
 
@@ -66,21 +74,34 @@ class ScoreNet(nn.Module):
 
 
 class WorldModel(nn.Module):
-    def __init__(self, cfg: Config, obs_dim: int, act_dim: int):
+    def __init__(self, cfg: Config, obs_dim: int, act_dim: int, task_action_dims: list[int] | None = None):
         super().__init__()
         self.cfg, self.obs_dim, self.act_dim = cfg, obs_dim, act_dim
-        za = cfg.latent_dim + act_dim
+        self.num_tasks = len(task_action_dims or [])
+        E = cfg.task_dim if self.num_tasks else 0
+        self.latent_dim, self.task_dim = cfg.latent_dim, E
+        self.context_dim = E + act_dim if self.num_tasks else 0  # [e, action mask] after z
+        za = cfg.latent_dim + E + act_dim
         hidden = [cfg.mlp_dim, cfg.mlp_dim]
         release = cfg.variant == "release"
         # the release normalises the last layer of the encoder and the dynamics before SimNorm
-        self.encoder = mlp(obs_dim, [cfg.enc_dim] * max(cfg.num_enc_layers - 1, 1), cfg.latent_dim,
+        self.encoder = mlp(obs_dim + E, [cfg.enc_dim] * max(cfg.num_enc_layers - 1, 1), cfg.latent_dim,
                            SimNorm(cfg.simnorm_dim), out_norm=release)
         self.dynamics = mlp(za, hidden, cfg.latent_dim, SimNorm(cfg.simnorm_dim), out_norm=release)
         self.reward_head = mlp(za, hidden, cfg.num_bins)
-        self.pi_head = mlp(cfg.latent_dim, hidden, 2 * act_dim)
+        self.pi_head = mlp(cfg.latent_dim + E, hidden, 2 * act_dim)
         self.q_heads = EnsembleMLP(cfg.num_q, za, hidden, cfg.num_bins, dropout=cfg.dropout)
         self.energy_head = mlp(za, hidden, 1)
-        self.score_net = ScoreNet(cfg, act_dim) if cfg.use_score_net else None
+        self.score_net = ScoreNet(cfg, act_dim, E) if cfg.use_score_net else None
+        if self.num_tasks:
+            if any(not 1 <= d <= act_dim for d in task_action_dims):
+                raise ValueError(f"task action sizes {task_action_dims} must lie in [1, {act_dim}]")
+            self.task_emb = nn.Embedding(self.num_tasks, E, max_norm=1.0)
+            nn.init.uniform_(self.task_emb.weight, -0.02, 0.02)  # TD-MPC2's (and the release's) init
+            masks = torch.zeros(self.num_tasks, act_dim)
+            for i, d in enumerate(task_action_dims):
+                masks[i, :d] = 1.0
+            self.register_buffer("action_masks", masks)
         if release:
             release_init(self)
         for head in (self.reward_head, self.q_heads, self.energy_head):
@@ -111,16 +132,49 @@ class WorldModel(nn.Module):
         for p, tp in zip(self.q_heads.parameters(), self.target_q_heads.parameters()):
             tp.lerp_(p, tau)
 
+    # --- tasks --------------------------------------------------------------------------
+    def context(self, task: torch.Tensor | int) -> torch.Tensor:
+        """What rides after z for task indices [...]: [e (task_dim), action mask (act_dim)]."""
+        task = torch.as_tensor(task, device=self.device, dtype=torch.long)
+        return torch.cat([self.task_emb(task), self.action_masks[task]], dim=-1)
+
+    def latent(self, z: torch.Tensor) -> torch.Tensor:
+        """The latent state proper (what SimNorm made), without a multi-task model's task context."""
+        return z[..., :self.latent_dim]
+
+    def action_mask(self, z: torch.Tensor) -> torch.Tensor | None:
+        """The action mask that rides with a multi-task latent [..., A]; None for a single-task model."""
+        return z[..., self.latent_dim + self.task_dim:] if self.num_tasks else None
+
+    def head_input(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """[z, e, a] as the heads read it; a multi-task model zeroes the action entries its task lacks."""
+        if not self.num_tasks:
+            return torch.cat([z, a], dim=-1)
+        cut = self.latent_dim + self.task_dim
+        return torch.cat([z[..., :cut], a * z[..., cut:]], dim=-1)
+
+    def with_context(self, z_next: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """A predicted latent [..., L] carries on z's task context."""
+        return torch.cat([z_next, z[..., self.latent_dim:]], dim=-1) if self.num_tasks else z_next
+
     # --- predictions ----------------------------------------------------------------------
-    def encode(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.encoder(obs)
+    def encode(self, obs: torch.Tensor, task: torch.Tensor | int | None = None) -> torch.Tensor:
+        """obs [..., O] -> z [..., L]; a multi-task model needs ``task`` (one index, or one per row of the
+        last batch dimension, e.g. [B] for obs [H, B, O]) and returns [z, e, mask]."""
+        if not self.num_tasks:
+            return self.encoder(obs)
+        if task is None:
+            raise ValueError("a multi-task world model encodes an observation for a task: pass task=")
+        ctx = self.context(task)
+        ctx = ctx.expand(*obs.shape[:-1], ctx.shape[-1])
+        return torch.cat([self.encoder(torch.cat([obs, ctx[..., :self.task_dim]], dim=-1)), ctx], dim=-1)
 
     def next(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """z [N, L], a [N, A] -> z' [N, L]; or [B, N, ...] for episodes in lock-step (`rows_apart`)."""
-        return rows_apart(self.dynamics, torch.cat([z, a], dim=-1))
+        return self.with_context(rows_apart(self.dynamics, self.head_input(z, a)), z)
 
     def reward_logits(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        return self.reward_head(torch.cat([z, a], dim=-1))
+        return self.reward_head(self.head_input(z, a))
 
     def reward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """Scalar predicted reward [..., 1]."""
@@ -128,7 +182,7 @@ class WorldModel(nn.Module):
 
     def energy_logit(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """F(z, a), one logit [..., 1]; the implicit energy is -F."""
-        return self.energy_head(torch.cat([z, a], dim=-1))
+        return self.energy_head(self.head_input(z, a))
 
     def standardised_energy(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """(F - running mean) / running std, clipped to +-energy_clip: the planner's anchor term."""
@@ -142,7 +196,7 @@ class WorldModel(nn.Module):
                  target: bool = False) -> torch.Tensor:
         """Q logits [K or len(heads), B, bins]."""
         net = self.target_q_heads if target else self.q_heads
-        return net(torch.cat([z, a], dim=-1), heads)
+        return net(self.head_input(z, a), heads)
 
     def q(self, z: torch.Tensor, a: torch.Tensor, reduce: str = "avg", target: bool = False,
           heads: list[int] | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -161,11 +215,15 @@ class WorldModel(nn.Module):
     def pi(self, z: torch.Tensor, generator: torch.Generator | list | None = None) -> PolicySample:
         """Tanh-squashed Gaussian prior with log-std bounded to [log_std_min, log_std_max].
 
-        z [N, L], or [B, N, L] for B episodes in lock-step with ``generator`` a list of B (`randn_blocks`)."""
-        mu, log_std = rows_apart(self.pi_head, z).chunk(2, dim=-1)
+        z [N, L], or [B, N, L] for B episodes in lock-step with ``generator`` a list of B (`randn_blocks`).
+        A multi-task model masks the action entries the task lacks (mean, log-std and noise, as the release)."""
+        mask = self.action_mask(z)
+        mu, log_std = rows_apart(self.pi_head, z[..., :self.latent_dim + self.task_dim]).chunk(2, dim=-1)
         lo, hi = self.cfg.log_std_min, self.cfg.log_std_max
         log_std = lo + 0.5 * (hi - lo) * (torch.tanh(log_std) + 1)
         eps = randn_blocks(mu.shape, generator, device=mu.device, dtype=mu.dtype)
+        if mask is not None:
+            mu, log_std, eps = mu * mask, log_std * mask, eps * mask
         pre = mu + eps * log_std.exp()
         gaussian = (-0.5 * eps.pow(2) - log_std - 0.9189385175704956).sum(-1, keepdim=True)  # log N(eps); 0.5 log 2pi
         action = torch.tanh(pre)
@@ -173,7 +231,8 @@ class WorldModel(nn.Module):
         log_prob = gaussian - torch.log(F.relu(1 - action.pow(2)) + 1e-6).sum(-1, keepdim=True)
         # TD-MPC2's scaled entropy, written as the release computes it: -log_prob x (|A| gaussian / log_prob),
         # i.e. -|A| x the pre-tanh log density (the ratio keeps its gradient, as there)
-        scaled = -log_prob * (gaussian * mu.shape[-1] / (log_prob + 1e-8))
+        size = mu.shape[-1] if mask is None else mask.sum(-1, keepdim=True)  # the task's own action size
+        scaled = -log_prob * (gaussian * size / (log_prob + 1e-8))
         return PolicySample(action=action, mean=torch.tanh(mu), log_prob=log_prob, scaled_entropy=scaled)
 
 
@@ -214,6 +273,7 @@ class FusedStepHeads:
     """
 
     def __init__(self, wm: WorldModel):
+        self.wm = wm
         nets = (wm.dynamics, wm.reward_head, wm.energy_head)
         for net in nets:  # [NormedLinear, NormedLinear, Linear, (SimNorm)] with blocks [Linear, LayerNorm, Mish]
             blocks = list(net[:2])
@@ -227,8 +287,10 @@ class FusedStepHeads:
     def __call__(self, z: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(next latent, reward logits, F logit) for z [N, L], a [N, A], or [B, N, ...] for B episodes."""
         rows = z.dim() == 2
-        x = self.hidden(torch.cat([z, a], -1)[None] if rows else torch.cat([z, a], -1))
+        za = self.wm.head_input(z, a)
+        x = self.hidden(za[None] if rows else za)
         out = tuple(rows_apart(tail, x[i]) for i, tail in enumerate(self.outs))
+        out = (self.wm.with_context(out[0], z[None] if rows else z),) + out[1:]
         return tuple(o[0] for o in out) if rows else out
 
 
@@ -246,12 +308,13 @@ class FusedQPair:
              for h in heads], 1e-5)
         with torch.no_grad():
             self.w_out, self.b_out = q.out.weight[heads], q.out.bias[heads]  # list indexing copies
-        self.two_hot = wm.two_hot
+        self.two_hot, self.wm = wm.two_hot, wm
 
     def __call__(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """Mean of the two heads' decoded Q values: [N] for z [N, L], [B, N] for [B, N, L] (B episodes)."""
         rows = z.dim() == 2
-        hidden = self.hidden(torch.cat([z, a], -1)[None] if rows else torch.cat([z, a], -1))  # [2, B, N, h]
+        za = self.wm.head_input(z, a)
+        hidden = self.hidden(za[None] if rows else za)  # [2, B, N, h]
         logits = torch.matmul(hidden, self.w_out[:, None]).add_(self.b_out[:, None])
         q = self.two_hot.decode(logits).mean(0)
         return q[0] if rows else q

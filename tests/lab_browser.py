@@ -48,7 +48,12 @@ def unrounded(text: str) -> list[str]:
 
 # Every plotly figure on the page: traces with points, line traces, and the boxes of the toolbar,
 # legend and title (a toolbar over a legend hides it on hover).
-_PLOTS_JS = """() => Array.from(document.querySelectorAll('.jp-OutputArea-child .js-plotly-plot')).map((el, i) => {
+def plots_js(scope: str) -> str:
+    """JavaScript that describes every plotly figure under the CSS selector ``scope``."""
+    return _PLOTS_JS.replace("SCOPE", scope)
+
+
+_PLOTS_JS = """() => Array.from(document.querySelectorAll('SCOPE .js-plotly-plot')).map((el, i) => {
   const box = e => { if (!e) return null; const r = e.getBoundingClientRect();
     return (r.width && r.height) ? [r.left, r.top, r.right, r.bottom] : null; };
   const len = a => (a && a.length !== undefined) ? a.length : 0;
@@ -61,6 +66,13 @@ _PLOTS_JS = """() => Array.from(document.querySelectorAll('.jp-OutputArea-child 
     modebar: box(el.querySelector('.modebar')),
     legend: box(el.querySelector('.legend')), gtitle: box(title) };
 })"""
+
+
+# what each notebook must show at least after Run All (widgets, plotly figures, videos): the lab and the book
+EXPECTED = {"00_tour": dict(widgets=1, plots=4, videos=1), "01_world_model": dict(plots=1),
+            "02_diffusion_denoising": dict(widgets=1, plots=6), "03_energy_anchor": dict(widgets=2, plots=4, videos=2),
+            "04_latent_trajectories": dict(widgets=1, plots=1), "05_train_on_gpu": dict(widgets=1, plots=4),
+            "06_planners": dict(plots=1), "07_exercises": dict(widgets=3)}
 
 
 def _free_port() -> int:
@@ -294,7 +306,7 @@ def run_notebook(page, url: str, name: str, timeout_s: float, screenshot: Path |
         ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")).map(e => e.innerText)""")
     report.errors += page.evaluate("""() => Array.from(document.querySelectorAll('.jupyter-widgets'))
         .filter(e => e.textContent.includes('Error displaying widget')).map(e => e.innerText)""")
-    report.plot_defects = plot_defects(page.evaluate(_PLOTS_JS))
+    report.plot_defects = plot_defects(page.evaluate(plots_js(".jp-OutputArea-child")))
     report.unrounded = sorted({m for t in text_outputs(page) for m in unrounded(t)})
     count = lambda sel: page.locator(sel).count()  # noqa: E731
     report.counts = {"widgets": count(".jp-OutputArea-child .jupyter-widgets"),

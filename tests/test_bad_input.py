@@ -36,6 +36,8 @@ CASES = [
     (["export", "--run", "{tmp}", "--name", "x"], "no agent.safetensors"),
     (["anchor-table", "{tmp}"], "no anchor_metrics.csv"),
     (["config", "--preset", "cpuu"], "unknown preset"),
+    (["book", "--out", "{tmp}/b", "--notebooks", "{tmp}"], "no lesson notebooks"),
+    (["train", "--out", "{tmp}/r", "--set", "task_dim=0"], "task_dim must be >= 1"),
     (["eval", "--checkpoint", "cartpole-swingup", "--video", "{tmp}/no/such/dir/v.mp4"], "cannot write there"),
     (["eval", "--checkpoint", "cartpole-swingup", "--video", "{tmp}/v.gif"], "name it something.mp4"),
     (["train", "--preset", "tiny", "--out", "{file}"], "is a file"),

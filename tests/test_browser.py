@@ -16,16 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
-from lab_browser import VIEWPORT, LabServer, browser_missing, run_notebook
+from lab_browser import EXPECTED, VIEWPORT, LabServer, browser_missing, run_notebook
 from limits import HANG_S
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-# what each notebook must show at least (widgets, plotly figures, videos)
-EXPECTED = {"00_tour": dict(widgets=1, plots=4, videos=1), "01_world_model": dict(plots=1),
-            "02_diffusion_denoising": dict(widgets=1, plots=6), "03_energy_anchor": dict(widgets=2, plots=4, videos=2),
-            "04_latent_trajectories": dict(widgets=1, plots=1), "05_train_on_gpu": dict(widgets=1, plots=4),
-            "06_planners": dict(plots=1), "07_exercises": dict(widgets=3)}
 
 
 def _plot_data(plot) -> str:

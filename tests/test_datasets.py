@@ -90,7 +90,7 @@ def test_a_changed_chunk_or_a_missing_card_is_refused(dataset, tmp_path):
 
 @pytest.mark.parametrize("num_envs", [1, 2])
 def test_a_runs_replay_becomes_a_dataset(tmp_path, num_envs):
-    cfg = make_config("tiny", task="cartpole-swingup", steps=100, episode_length=30, seed_steps=40, eval_every=0,
+    cfg = make_config("tiny", task="cartpole-swingup", steps=100, episode_length=30, seed_steps=60, eval_every=0,
                       device="cpu", batch_size=8, num_envs=num_envs)
     trainer = Trainer(cfg).run()
     out = write_replay(trainer.buffer.state_dict(), cfg.task, tmp_path / "replay", how="a test run")

@@ -127,28 +127,36 @@ def test_smooth_negatives_keep_learning_where_the_hardest_negative_flattens_f():
     assert hardest_std < 1e-3 and abs(hardest_loss - 2 * np.log(2)) < 1e-3
 
 
-def test_update_pairs_each_rolled_latent_with_its_own_action(tiny_agent, monkeypatch):
-    H, B = tiny_agent.cfg.horizon, 6
+@pytest.mark.parametrize("variant", ["release", "lab"])
+def test_update_pairs_each_rolled_latent_with_its_own_action(variant, monkeypatch):
+    """Our corrected pairing holds in both variants (the release pairs latents with other samples' actions)."""
+    torch.manual_seed(0)
+    agent = MBDPO(make_config("tiny", variant=variant, device="cpu"), obs_dim=5, act_dim=2)
+    H, B = agent.cfg.horizon, 6
     batch = dict(obs=torch.randn(H + 1, B, 5), action=torch.rand(H, B, 2) * 2 - 1, reward=torch.rand(H, B))
     seen = {}
-    original = tiny_agent.energy_loss
+    name = "energy_loss_release" if variant == "release" else "energy_loss"
+    original = getattr(agent, name)
 
     def spy(z, a, weights=None):
-        seen["z"], seen["a"], seen["w"] = z.detach().clone(), a.detach().clone(), weights.clone()
-        return original(z, a, weights)
+        seen["z"], seen["a"] = z.detach().clone(), a.detach().clone()
+        seen["w"] = None if weights is None else weights.clone()
+        return original(z, a) if weights is None else original(z, a, weights)
 
-    monkeypatch.setattr(tiny_agent, "energy_loss", spy)
-    wm = tiny_agent.wm
+    monkeypatch.setattr(agent, name, spy)
+    wm = agent.wm
     with torch.no_grad():
         z = wm.encode(batch["obs"][0])
         expected = []
         for t in range(H):
             expected.append(z)
             z = wm.next(z, batch["action"][t])
-    tiny_agent.update(batch)
+    agent.update(batch)
+    assert (seen["w"] is None) == (variant == "release")  # the release's energy loss is unweighted over t
     for t in range(H):
         for b in range(B):
             row = t * B + b
             torch.testing.assert_close(seen["a"][row], batch["action"][t, b])
             torch.testing.assert_close(seen["z"][row], expected[t][b], atol=1e-5, rtol=1e-5)
-            assert seen["w"][row] == tiny_agent.cfg.rho ** t
+            if seen["w"] is not None:
+                assert seen["w"][row] == agent.cfg.rho ** t

@@ -14,7 +14,9 @@ from mbdpo_lab.trainer import Trainer
 
 
 def _cfg(**kw):
-    base = dict(task="cartpole-swingup", steps=120, episode_length=20, seed_steps=40, eval_every=0,
+    """Lab's seed-phase rule (first updates after step S - 1): the update counts below are written for it;
+    the release's rule has its own test at the end."""
+    base = dict(variant="lab", task="cartpole-swingup", steps=120, episode_length=20, seed_steps=40, eval_every=0,
                 checkpoint_every=0, eval_episodes=1, device="cpu", batch_size=8)
     base.update(kw)
     return make_config("tiny", **base)
@@ -170,3 +172,18 @@ def test_bad_values_are_refused():
         _cfg(num_envs=0)
     with pytest.raises(ConfigError, match="updates_per_env_step must be > 0"):
         _cfg(updates_per_env_step=0)
+
+
+def test_the_release_seed_phase_covers_one_episode_in_every_environment():
+    """The release samples completed episodes only: with N environments the seed phase must hold N
+    episodes, or the first update would find nothing to sample."""
+    with pytest.raises(ConfigError, match="must cover one episode in each"):
+        _cfg(variant="release", num_envs=4, seed_steps=40)
+    cfg = _cfg(variant="release", num_envs=4, seed_steps=80, steps=160)
+    trainer = Trainer(cfg)
+    calls = _spy(trainer)
+    trainer.run()
+    # rounds that start at or before step S = 80 act at random; the burst runs after the round holding it
+    assert calls["plan_batch"] == [(s, 4) for s in range(84, 160, 4)]
+    assert calls["update"].count(84) == cfg.num_seed_steps + 3  # the burst, then the round's 3 transitions past S
+    assert len(calls["update"]) == cfg.num_seed_steps + (160 - 81)

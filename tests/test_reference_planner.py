@@ -71,7 +71,7 @@ def reference_plan(agent: MBDPO, obs: np.ndarray, warm: torch.Tensor, seed: int)
 def test_shipped_planner_matches_reference(monkeypatch):
     import mbdpo_lab.nn as nets
 
-    cfg = make_config("tiny", device="cpu", num_samples=64, num_levels=6, num_elites=8, num_pi_trajs=4,
+    cfg = make_config("tiny", variant="lab", device="cpu", num_samples=64, num_levels=6, num_elites=8, num_pi_trajs=4,
                       eta=0.3, num_q=4)
     torch.manual_seed(0)
     agent = MBDPO(cfg, obs_dim=5, act_dim=2)
@@ -96,7 +96,7 @@ def test_shipped_planner_matches_reference(monkeypatch):
 def test_fused_step_heads_equal_the_separate_networks():
     from mbdpo_lab.world_model import FusedStepHeads
 
-    cfg = make_config("tiny", device="cpu")
+    cfg = make_config("tiny", variant="lab", device="cpu")
     torch.manual_seed(3)
     wm = MBDPO(cfg, obs_dim=5, act_dim=2).wm
     for layer in (wm.reward_head[-1], wm.energy_head[-1]):
@@ -116,7 +116,7 @@ def test_fused_step_heads_equal_the_separate_networks():
 def test_fused_q_pair_equals_the_two_chosen_heads():
     from mbdpo_lab.world_model import FusedQPair
 
-    cfg = make_config("tiny", device="cpu", num_q=5)
+    cfg = make_config("tiny", variant="lab", device="cpu", num_q=5)
     torch.manual_seed(4)
     wm = MBDPO(cfg, obs_dim=5, act_dim=2).wm.eval()
     torch.nn.init.normal_(wm.q_heads.out.weight, std=0.5)

@@ -112,7 +112,7 @@ def _agent(cfg) -> MBDPO:
 def test_shipped_update_matches_reference(monkeypatch, energy_negatives):
     import mbdpo_lab.nn as nets
 
-    cfg = make_config("tiny", device="cpu", num_q=4, dropout=0.0, batch_size=16, energy_negatives=energy_negatives)
+    cfg = make_config("tiny", variant="lab", device="cpu", num_q=4, dropout=0.0, batch_size=16, energy_negatives=energy_negatives)
     shipped, plain = (_agent(cfg) for _ in range(2))
     wm = plain.wm
     enc = list(wm.encoder.parameters())

@@ -123,7 +123,7 @@ def test_release_initialisation_and_layers():
     assert float(wm.q_heads.out.weight.detach().abs().max()) == 0
     assert float(wm.q_heads.out.bias.detach().abs().max()) > 0  # the release's Q heads keep PyTorch's default init
     assert float(wm.q_heads.linears[0].weight.detach().std()) > 0.03
-    lab = MBDPO(make_config("cpu", device="cpu"), 5, 1).wm
+    lab = MBDPO(make_config("cpu", variant="lab", device="cpu"), 5, 1).wm
     assert not any(isinstance(m, torch.nn.LayerNorm) for m in (lab.encoder[-2], lab.dynamics[-2]))
     assert float(lab.q_heads.out.bias.detach().abs().max()) == 0
 

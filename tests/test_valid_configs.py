@@ -55,7 +55,7 @@ EDGE = dict(num_samples=32, num_pi_trajs=31, num_elites=8, device="cpu")
           suppress_health_check=[HealthCheck.too_slow])
 @given(tiny_configs())
 @example((make_config("tiny", **EDGE), 5, 2))
-@example((make_config("tiny", num_samples=1, num_elites=1, num_pi_trajs=0, horizon=1, batch_size=1,
+@example((make_config("tiny", variant="lab", num_samples=1, num_elites=1, num_pi_trajs=0, horizon=1, batch_size=1,
                       num_levels=2, num_bins=2, episode_length=2, seed_steps=1, device="cpu"), 1, 1))
 @example((make_config("tiny", variant="release", num_samples=1, num_elites=1, num_pi_trajs=0, horizon=1,
                       batch_size=1, num_levels=2, num_bins=2, episode_length=2, seed_steps=2, use_score_net=True,
@@ -80,8 +80,10 @@ def test_every_valid_config_acts_and_updates(drawn):
 
 
 @pytest.mark.parametrize("overrides", [
-    dict(num_samples=2, num_pi_trajs=1, num_elites=2, horizon=1, episode_length=2, seed_steps=1, batch_size=1),
-    dict(num_samples=4, num_pi_trajs=0, num_elites=1, horizon=4, episode_length=5, seed_steps=4, batch_size=3),
+    dict(variant="lab", num_samples=2, num_pi_trajs=1, num_elites=2, horizon=1, episode_length=2, seed_steps=1,
+         batch_size=1),
+    dict(variant="lab", num_samples=4, num_pi_trajs=0, num_elites=1, horizon=4, episode_length=5, seed_steps=4,
+         batch_size=3),
     dict(variant="release", num_samples=2, num_pi_trajs=1, num_elites=2, horizon=1, episode_length=2, seed_steps=2,
          batch_size=1, buffer_size=4),
 ])

@@ -7,7 +7,7 @@ the student's output matches one of them, that mistake is named. ``solution(name
 answer (the notebook's toggle); the check never uses it, only the library.
 
 1. `reverse_step`: one level of the planner, the Monte-Carlo score (`DiffusionPlanner.reverse_step`).
-2. `energy_loss`: L_F with correct pairing and the hardest negative (`MBDPO.energy_loss`, hardest rule).
+2. `energy_loss`: L_F with correct pairing and the hardest negative (`MBDPO.energy_loss_release`, the default).
 3. `shaped_return`: the energy-shaped return J of candidates (`planner._evaluation`, `standardise_energy`).
 """
 from __future__ import annotations
@@ -166,12 +166,13 @@ def energy_case(seed: int = 0) -> dict[str, Any]:
         return agent.wm.energy_logit(zz, aa).squeeze(-1)
 
     with torch.no_grad():
-        want = agent.energy_loss(z, a, candidates=cands).loss
+        want = agent.energy_loss_release(z, a, candidates=cands.transpose(0, 1)).loss
     return dict(F=f, z=z, a=a, candidates=cands, want=want)
 
 
 def _energy_variant(c: dict[str, Any], pair_shift: int = 0, sign: float = 1.0, pick: str = "hardest",
-                    reduce: str = "mean", positive: bool = True, negative: bool = True) -> torch.Tensor:
+                    reduce: str = "mean", positive: bool = True, negative: bool = True,
+                    half: bool = True) -> torch.Tensor:
     f, z, a, cands = c["F"], c["z"], c["a"], c["candidates"]
     rows = torch.arange(len(a))
     pos = f(z, a.roll(pair_shift, 0))
@@ -182,7 +183,7 @@ def _energy_variant(c: dict[str, Any], pair_shift: int = 0, sign: float = 1.0, p
         which = cand_f.argmax(0) if pick == "hardest" else cand_f.argmin(0)
         neg_term = F.softplus(sign * cand_f[which, rows])
     per = (F.softplus(-sign * pos) if positive else 0) + (neg_term if negative else 0)
-    return per.sum() if reduce == "sum" else per.mean()
+    return (0.5 if half else 1.0) * (per.sum() if reduce == "sum" else per.mean())
 
 
 def check_energy_loss(fn: Callable) -> CheckResult:
@@ -210,11 +211,14 @@ def check_energy_loss(fn: Callable) -> CheckResult:
             _energy_variant(c, positive=False),
         "the negative term is missing: without softplus(F(z, a_negative)) F can make every action look good.":
             _energy_variant(c, negative=False),
+        "twice the library's loss: it is the average of the two binary cross-entropies, "
+        "0.5 (mean softplus(-F_positive) + mean softplus(F_negative)).": _energy_variant(c, half=False),
     }
     if isinstance(out, torch.Tensor) and out.dim() == 1 and out.numel() == 1:
         out = out[0]
     return _compare(name, out, c["want"], mistakes, "one number",
-                    "your loss matches the library's: row-wise pairs, the hardest negative, a binary logistic loss.")
+                    "your loss matches the library's: row-wise pairs, the hardest negative, the average of two "
+                    "binary cross-entropies.")
 
 
 # --- 3. the energy-shaped return J ------------------------------------------------------------------------
@@ -293,7 +297,7 @@ def _solution_energy_loss(f, z, a_data, candidates):
     candidate_f = torch.stack([f(z, c) for c in candidates])  # [3, M]
     negative = candidate_f[candidate_f.argmax(0), rows]  # the hardest candidate of each row
     softplus = torch.nn.functional.softplus
-    return (softplus(-positive) + softplus(negative)).mean()
+    return 0.5 * (softplus(-positive).mean() + softplus(negative).mean())  # the mean of the two BCEs
 
 
 def _solution_shaped_return(rewards, f_logits, terminal_value, gamma, eta, f_mean, f_std, f_clip):
