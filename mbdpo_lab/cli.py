@@ -83,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _add_set(p)
 
+    p = sub.add_parser("pretrain", help="offline multi-task pretraining on a dataset (updates only, per-task evaluation)",
+                       description="MBDPO's losses on a multi-task dataset (`collect`, `train --save-replay`, "
+                                   "`convert-tdmpc2`): one step is one update; every eval_every updates each task "
+                                   "is evaluated in its environment. Model size: --set model_size=1|5|19|48|317.")
+    p.add_argument("--data", default=None, help="dataset folder (card.json and chunks); on --resume the run's own")
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--updates", type=_count(1), default=None, help="gradient updates (default: the preset's steps)")
+    p.add_argument("--seed", type=_count(0), default=1)
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--out", required=True, help="run directory (config.json, metrics.csv, checkpoints)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true")
+    _add_set(p)
+
     p = sub.add_parser("collect", help="record episodes of an agent (with exploration noise) as an offline dataset")
     p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint or a pretrained name")
     p.add_argument("--episodes", type=_count(1), default=10)
@@ -297,6 +311,51 @@ def cmd_train(args) -> None:
                              f"--steps {cfg.steps} --save-replay DIR")
         result["dataset"] = str(args.save_replay)
     print(json.dumps(result))
+
+
+def cmd_pretrain(args) -> None:
+    from tqdm import tqdm
+
+    from .pretrain import Pretrainer
+
+    out = Path(args.out)
+    if args.resume:
+        if not (out / "checkpoints" / "last.safetensors").exists():
+            raise UsageError(f"nothing to resume in {out} (no checkpoints/last.safetensors)")
+        trainer = Pretrainer.resume_from(out, args.data, updates=args.updates, overrides=args.overrides,
+                                         device=args.device)
+    else:
+        if args.data is None:
+            raise UsageError("--data is required: a dataset folder (make one with `mbdpo-lab collect`, "
+                             "`train --save-replay` or `convert-tdmpc2`)")
+        if (out / "metrics.csv").exists():
+            raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        cfg = _config(args.preset, args.overrides, steps=args.updates, seed=args.seed, device=args.device)
+        trainer = Pretrainer(cfg, args.data, out)
+    cfg = trainer.cfg
+    skipped = [t.name for t in trainer.agent.tasks if t.name not in trainer.evaluable]
+    if skipped:
+        print(f"not evaluated (no environment in this package): {', '.join(skipped)}", file=sys.stderr)
+    bar = tqdm(total=cfg.steps, initial=trainer.updates, unit="update", disable=args.no_progress, dynamic_ncols=True)
+
+    def on_event(event, data):
+        if event == "train":
+            bar.set_postfix(loss=f"{data['total_loss']:.3g}", ups=f"{data['updates_per_s']:.1f}")
+        elif event == "eval":
+            tasks = ", ".join(f"{k} {m:.0f}" for k, (m, _) in data["tasks"].items())
+            bar.write(f"update {data['update']}: normalised score {data['normalised_score']:.1f} ({tasks})")
+
+    trainer.callbacks.append(on_event)
+    import signal
+
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))  # `kill` stops cleanly, with a checkpoint
+    try:
+        trainer.run(progress=bar.update, should_stop=lambda: bool(stop))
+    finally:
+        bar.close()
+    print(json.dumps({"out": str(out), "updates": trainer.updates,
+                      "normalised_score": (trainer.last_eval or {}).get("normalised_score")}))
 
 
 def cmd_collect(args) -> None:
@@ -532,7 +591,7 @@ def cmd_sweep(args) -> None:
     print(json.dumps({"out": args.out, "finished": len(results), "results": str(Path(args.out) / "sweep_results.csv")}))
 
 
-COMMANDS = {"book": cmd_book, "sweep": cmd_sweep, "tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
+COMMANDS = {"pretrain": cmd_pretrain, "book": cmd_book, "sweep": cmd_sweep, "tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
             "eval": cmd_eval, "bench": cmd_bench, "collect": cmd_collect, "convert-tdmpc2": cmd_convert_tdmpc2, "latents": cmd_latents,
             "export": cmd_export, "compare-anchor": cmd_compare_anchor, "anchor-table": cmd_anchor_table,
             "import-checkpoint": cmd_import_checkpoint, "score-policy": cmd_score_policy,

@@ -215,16 +215,21 @@ def collect_episodes(agent, episodes: int, noise_std: float, seed: int = 0, lock
 
 def run_episodes(agent, envs: list, generators: list, *, planner: str | None = None,
                  frame_size: int | tuple[int, int] | None = None,
-                 should_stop: Callable[[], bool] | None = None, noise_std: float = 0.0) -> list[Episode]:
+                 should_stop: Callable[[], bool] | None = None, noise_std: float = 0.0,
+                 task: int | str | None = None) -> list[Episode]:
     """Reset every env and run one episode in each, in lock-step (see the module docstring).
 
     ``generators[i]`` is episode i's only source of randomness; ``frame_size`` renders the first
     episode's frames. An episode's ``plan_ms`` is its share of each batched call (ms per action).
     ``noise_std`` > 0 adds N(0, noise_std^2) to every action (from the episode's generator), as data
-    collection does; the default is evaluation's noise-free acting.
+    collection does; the default is evaluation's noise-free acting. A multi-task agent acts for ``task``
+    (every env is of that task), and each env gets that task's action entries.
     """
     size = (frame_size, frame_size) if isinstance(frame_size, int) else frame_size
     n = len(envs)
+    act_dim = getattr(agent, "act_dim", 0)
+    if task is not None:
+        act_dim = agent.tasks[agent.task_index(task)].act_dim
     obs = [env.reset() for env in envs]
     previous: list[torch.Tensor | None] = [None] * n
     obs_l, act_l, rew_l, ms_l = ([[] for _ in range(n)] for _ in range(4))
@@ -238,13 +243,16 @@ def run_episodes(agent, envs: list, generators: list, *, planner: str | None = N
             frames.append(envs[0].render(*size))
         start = time.perf_counter()
         results = agent.plan_batch([obs[i] for i in active], [previous[i] for i in active],
-                                   [generators[i] for i in active], planner=planner)
+                                   [generators[i] for i in active], planner=planner,
+                                   tasks=None if task is None else [task] * len(active))
         share = 1000 * (time.perf_counter() - start) / len(active)
         still = []
         for i, result in zip(active, results):
             action = result.action
             if noise_std > 0:
                 action = action + noise_std * torch.randn(action.shape, generator=generators[i], device=action.device)
+            if task is not None:
+                action = action[:act_dim]  # the entries this task has (the rest are padding)
             action = action.clamp(-1, 1).float().cpu().numpy()
             previous[i] = result.plan
             obs_l[i].append(np.asarray(obs[i], np.float32))
@@ -255,7 +263,6 @@ def run_episodes(agent, envs: list, generators: list, *, planner: str | None = N
             if not done:
                 still.append(i)
         active = still
-    act_dim = getattr(agent, "act_dim", 0)
     return [Episode(obs=np.asarray(obs_l[i] + [np.asarray(obs[i], np.float32)], np.float32),
                     actions=np.asarray(act_l[i], np.float32).reshape(len(act_l[i]), act_dim),
                     rewards=np.asarray(rew_l[i], np.float64), plan_ms=np.asarray(ms_l[i], np.float64),

@@ -50,8 +50,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _set_aside_rows_after(path: Path, step: int) -> None:
-    """Move metrics rows logged after the checkpoint at ``step`` to ``metrics.after_crash.csv``.
+def set_aside_rows_after(path: Path, step: int, key: str = "step") -> None:
+    """Move metrics rows logged after the checkpoint at ``step`` (column ``key``) to ``metrics.after_crash.csv``.
 
     A run killed hard (power cut, SIGKILL) has logged episodes the checkpoint does not contain; resuming
     replays those steps, and keeping both copies would draw the curve twice over the same steps.
@@ -62,7 +62,7 @@ def _set_aside_rows_after(path: Path, step: int) -> None:
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         columns, rows = reader.fieldnames or CSV_COLUMNS, list(reader)
-    after = [bool(r.get("step")) and int(float(r["step"])) > step for r in rows]
+    after = [bool(r.get(key)) and int(float(r[key])) > step for r in rows]
     if not any(after):
         return
     aside = path.with_name("metrics.after_crash.csv")
@@ -524,7 +524,7 @@ class Trainer:
             raise CheckpointError(f"{replay.name} holds {len(trainer.buffer)} transitions, the checkpoint expects "
                                   f"{expected}; the run directory was changed by hand")
         trainer.agent_step = agent_step
-        _set_aside_rows_after(out_dir / "metrics.csv", trainer.env_step)
+        set_aside_rows_after(out_dir / "metrics.csv", trainer.env_step)
         trainer._wall_start -= float(ckpt.meta.get("wall_time", 0.0))  # wall time counts the whole run
         trainer.episode = int(ckpt.meta["episode"])
         trainer._update_credit = float(ckpt.meta.get("update_credit", 0.0))

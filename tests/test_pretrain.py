@@ -1,0 +1,103 @@
+"""`mbdpo-lab pretrain`: offline multi-task updates, per-task evaluation, checkpoints and resume."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from mbdpo_lab.checkpoint import load_checkpoint
+from mbdpo_lab.cli import main
+from mbdpo_lab.config import make_config
+from mbdpo_lab.datasets import DatasetWriter
+from mbdpo_lab.envs import make_env
+from mbdpo_lab.errors import CheckpointError
+from mbdpo_lab.pretrain import Pretrainer
+
+TASKS = ("cartpole-swingup", "reacher-easy")  # 5 and 6 observations, 1 and 2 actions
+
+
+def _dataset(path, episodes=3, length=20, seed=0):
+    """Random-action episodes of two real tasks."""
+    rng = np.random.default_rng(seed)
+    with DatasetWriter(path, how="random actions (a test)") as writer:
+        for task in TASKS:
+            env = make_env(task, seed=seed, episode_length=length)
+            for _ in range(episodes):
+                obs, acts, rews, done = [env.reset()], [], [], False
+                while not done:
+                    a = env.random_action(rng)
+                    o, r, done = env.step(a)
+                    obs.append(o), acts.append(a), rews.append(r)
+                writer.add(task, np.asarray(obs, np.float32), np.asarray(acts, np.float32),
+                           np.asarray(rews, np.float32))
+            env.close()
+    return path
+
+
+def _cfg(**kw):
+    base = dict(steps=20, eval_every=10, eval_episodes=2, episode_length=20, checkpoint_every=10, device="cpu",
+                task_dim=8, batch_size=16)
+    base.update(kw)
+    return make_config("tiny", **base)
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_pretraining_updates_and_evaluates_every_task(tmp_path):
+    data = _dataset(tmp_path / "data")
+    trainer = Pretrainer(_cfg(), data, tmp_path / "run").run()
+    assert trainer.updates == 20 and trainer.evaluable == list(TASKS)
+    rows = _rows(tmp_path / "run" / "metrics.csv")
+    evals = [r for r in rows if r["kind"] == "eval"]
+    assert [(r["update"], r["task"]) for r in evals] == [(u, t) for u in ("10", "20") for t in (*TASKS, "all")]
+    per_task = [float(r["eval_return"]) for r in evals[-3:-1]]
+    assert float(evals[-1]["normalised_score"]) == pytest.approx(np.mean(per_task) / 10)
+    assert all(np.isfinite(float(r["total_loss"])) for r in rows if r["kind"] == "train")
+    agent = load_checkpoint(tmp_path / "run" / "agent.safetensors", device="cpu").agent
+    assert [t.name for t in agent.tasks] == list(TASKS)
+    assert agent.act(np.zeros(5, np.float32), t0=True, eval_mode=True, task="cartpole-swingup").shape == (1,)
+    assert agent.act(np.zeros(6, np.float32), t0=True, eval_mode=True, task="reacher-easy").shape == (2,)
+
+
+def test_a_resumed_run_continues_at_its_update_with_its_optimiser(tmp_path):
+    data = _dataset(tmp_path / "data")
+    Pretrainer(_cfg(), data, tmp_path / "run").run(updates=10)
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors", device="cpu")
+    assert ckpt.has_optimizer and ckpt.meta["updates"] == 10
+    resumed = Pretrainer.resume_from(tmp_path / "run")
+    assert resumed.updates == 10
+    steps = {int(k.split(".")[1]): v for k, v in resumed.agent.tensors(include_optimizer=True).items()
+             if k.startswith("optim.") and k.endswith(".step")}
+    assert steps and all(float(v) == 10 for v in steps.values())  # Adam's step counts came back
+    resumed.run()
+    assert resumed.updates == 20
+    rows = _rows(tmp_path / "run" / "metrics.csv")
+    assert [r["update"] for r in rows if r["kind"] == "eval" and r["task"] == "all"] == ["10", "20"]
+
+
+def test_a_run_refuses_to_resume_on_another_dataset(tmp_path):
+    data = _dataset(tmp_path / "data")
+    other = _dataset(tmp_path / "other", seed=1)
+    Pretrainer(_cfg(), data, tmp_path / "run").run(updates=10)
+    with pytest.raises(CheckpointError, match="not the dataset this run pretrained on"):
+        Pretrainer.resume_from(tmp_path / "run", other)
+
+
+def test_the_command_line(tmp_path, capsys):
+    data = _dataset(tmp_path / "data")
+    args = ["pretrain", "--data", str(data), "--out", str(tmp_path / "run"), "--preset", "tiny", "--updates", "10",
+            "--no-progress", "--set", "eval_every=10", "--set", "eval_episodes=1", "--set", "episode_length=20",
+            "--set", "task_dim=8", "--set", "device=cpu"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["updates"] == 10 and np.isfinite(out["normalised_score"])
+    assert main(args) == 2 and "already holds a run" in capsys.readouterr().err
+    assert main(["pretrain", "--out", str(tmp_path / "r2"), "--data", str(tmp_path)]) == 2
+    assert "no card.json" in capsys.readouterr().err
+    assert main(["pretrain", "--out", str(tmp_path / "r3")]) == 2
+    assert "--data is required" in capsys.readouterr().err
