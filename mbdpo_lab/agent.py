@@ -103,6 +103,19 @@ class MBDPO:
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.wm = WorldModel(cfg, obs_dim, act_dim, [t.act_dim for t in self.tasks] or None).to(self.device)
         self.task_gammas = torch.tensor([cfg.gamma_for(t.episode_length) for t in self.tasks], device=self.device)
+        self.bound_task: int | None = None  # a multi-task agent fine-tuned on one task acts for it by default
+        self._build_optimizers()
+        self.q_scale = RunningScale(cfg.tau, self.device)
+        self.diffusion = DiffusionPlanner.from_config(cfg)
+        self.mppi = MPPIPlanner.from_config(cfg)
+        self.score_only = ScoreOnlyPlanner.from_config(cfg)
+        self.policy_actor = PolicyActor(self.wm)
+        self.prev_plan: torch.Tensor | None = None
+        self.last_plan_ms = 0.0
+        self.wm.eval()
+
+    def _build_optimizers(self) -> None:
+        cfg = self.cfg
         enc_params = list(self.wm.encoder.parameters())
         enc_ids = {id(p) for p in enc_params}
         pi_ids = {id(p) for p in self.wm.pi_head.parameters()}
@@ -114,14 +127,25 @@ class MBDPO:
             {"params": rest, "lr": cfg.lr},
         ], lr=cfg.lr, fused=fused)
         self.pi_optim = torch.optim.Adam(self.wm.pi_head.parameters(), lr=cfg.lr, eps=1e-5, fused=fused)
-        self.q_scale = RunningScale(cfg.tau, self.device)
-        self.diffusion = DiffusionPlanner.from_config(cfg)
-        self.mppi = MPPIPlanner.from_config(cfg)
-        self.score_only = ScoreOnlyPlanner.from_config(cfg)
-        self.policy_actor = PolicyActor(self.wm)
-        self.prev_plan: torch.Tensor | None = None
-        self.last_plan_ms = 0.0
-        self.wm.eval()
+
+    def add_task(self, spec: TaskSpec, init_from: int | str) -> int:
+        """Fine-tuning on a task the model has not seen, as the release does it: a new task embedding
+        initialised from ``init_from``'s, fresh optimisers; the agent then acts for it (`bound_task`)."""
+        if not self.tasks:
+            raise ConfigError("only a multi-task (pretrained) agent takes a new task")
+        if spec.name in [t.name for t in self.tasks]:
+            raise ConfigError(f"{spec.name} is already one of this agent's tasks; train it with --resume instead")
+        if spec.obs_dim > self.obs_dim or spec.act_dim > self.act_dim:
+            raise ConfigError(f"{spec.name} has {spec.obs_dim} observations and {spec.act_dim} actions; this model "
+                              f"takes at most {self.obs_dim} and {self.act_dim}")
+        source = self.task_index(init_from)
+        index = self.wm.add_task(spec.act_dim, source)
+        self.tasks.append(spec)
+        self.task_gammas = torch.cat([self.task_gammas,
+                                      torch.tensor([self.cfg.gamma_for(spec.episode_length)], device=self.device)])
+        self._build_optimizers()
+        self.bound_task = index
+        return index
 
     @property
     def gamma(self) -> float:
@@ -134,6 +158,8 @@ class MBDPO:
                 raise ConfigError(f"this agent is single-task ({self.cfg.task}); do not pass a task")
             return None
         names = [t.name for t in self.tasks]
+        if task is None and self.bound_task is not None:
+            return self.bound_task
         if task is None:
             raise ConfigError(f"a multi-task agent acts for one of its tasks: pass task= ({', '.join(names)})")
         if isinstance(task, str) and task in names:
@@ -144,6 +170,10 @@ class MBDPO:
 
     def gamma_of(self, task: int | None) -> float:
         return self.gamma if task is None else float(self.task_gammas[task])
+
+    def action_size(self, task: int | str | None = None) -> int:
+        """The action entries the environment of ``task`` takes (a multi-task model's are padded)."""
+        return self.act_dim if not self.tasks else self.tasks[self.task_index(task)].act_dim
 
     # --- acting ----------------------------------------------------------------------------
     def return_model(self, z0: torch.Tensor, eta: float | None = None,
@@ -186,6 +216,8 @@ class MBDPO:
         if isinstance(obs, torch.Tensor):
             obs = obs.detach().cpu().numpy()
         arr = np.asarray(obs, np.float32)
+        if task is None and self.tasks:
+            task = self.task_index(None)  # the bound task; refused when there is none
         size, name = (self.obs_dim, self.cfg.task) if task is None else (self.tasks[task].obs_dim, self.tasks[task].name)
         if arr.size != size:
             raise ObservationError(f"observation has {arr.size} entries (shape {arr.shape}), this agent takes "
@@ -272,7 +304,7 @@ class MBDPO:
             action = action + self.cfg.exploration_std * noise
         out = action.clamp(-1, 1).float().cpu().numpy()
         self.last_plan_ms = 1000 * (time.perf_counter() - start)
-        return out if task is None else out[:self.tasks[self.task_index(task)].act_dim]
+        return out[:self.action_size(task)]
 
     @torch.no_grad()
     def act_batch(self, observations, previous_plans: list[torch.Tensor | None], planner: str | None = None
@@ -398,6 +430,8 @@ class MBDPO:
         cfg, wm = self.cfg, self.wm
         obs, action, reward = batch["obs"], batch["action"], batch["reward"]
         task = batch.get("task") if self.tasks else None  # [B] task indices of a multi-task batch
+        if self.tasks and task is None and self.bound_task is not None:  # fine-tuning: every sample is its task
+            task = torch.full((action.shape[1],), self.bound_task, dtype=torch.long, device=self.device)
         if self.tasks and task is None:
             raise ValueError("a multi-task agent's batch carries task [B] (EpisodeDataset.sample gives it)")
         H = action.shape[0]

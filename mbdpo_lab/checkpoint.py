@@ -80,6 +80,8 @@ def save_checkpoint(agent: MBDPO, path: str | Path, meta: dict[str, Any] | None 
                  "act_dim": agent.act_dim, "task": agent.cfg.task, "saved_on": str(agent.device), **(meta or {})}
     if agent.tasks:  # a multi-task agent: its tasks, in the order of its task embeddings
         full_meta["tasks"] = [dataclasses.asdict(t) for t in agent.tasks]
+        if agent.bound_task is not None:  # fine-tuned on one of them: it acts for that task by default
+            full_meta["bound_task"] = agent.bound_task
     config_json = agent.cfg.to_json()
     meta_json = json.dumps(full_meta, sort_keys=True, default=json_default)
     header = {"config": config_json, "meta": meta_json,
@@ -174,6 +176,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device | None = None,
         validate(cfg)
     agent = MBDPO(cfg, int(meta["obs_dim"]), int(meta["act_dim"]), device=resolve_device(device),
                   tasks=meta.get("tasks"))
+    agent.bound_task = meta.get("bound_task")
     try:
         agent.load_tensors(tensors)
     except (RuntimeError, KeyError) as exc:

@@ -97,6 +97,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _add_set(p)
 
+    p = sub.add_parser("finetune", help="offline-to-online: fine-tune a pretrained multi-task agent on a new task",
+                       description="A new task embedding initialised from the most similar pretraining task "
+                                   "(or --source), fresh optimisers, no random seed phase; then online training.")
+    p.add_argument("--from", dest="from_", default=None, metavar="CKPT",
+                   help="a checkpoint of `mbdpo-lab pretrain` (agent.safetensors or checkpoints/last.safetensors)")
+    p.add_argument("--task", default=None, help="the new task (mbdpo-lab tasks)")
+    p.add_argument("--source", default=None, help="the pretraining task whose embedding it starts from")
+    p.add_argument("--steps", type=_count(1), default=None, help="online environment steps (default: the config's)")
+    p.add_argument("--seed", type=_count(0), default=1)
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", required=True, help="run directory (as `train`'s: resume, dashboards and curves read it)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true")
+    _add_set(p)
+
     p = sub.add_parser("collect", help="record episodes of an agent (with exploration noise) as an offline dataset")
     p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint or a pretrained name")
     p.add_argument("--episodes", type=_count(1), default=10)
@@ -259,8 +274,6 @@ def _check_video(cfg) -> None:
 
 
 def cmd_train(args) -> None:
-    from tqdm import tqdm
-
     from .envs import resolve_task
     from .trainer import Trainer
 
@@ -277,9 +290,17 @@ def cmd_train(args) -> None:
         resolve_task(cfg.task)
         _check_video(cfg)
         trainer = Trainer(cfg, out)
+    _drive(trainer, args, out)
+
+
+def _drive(trainer, args, out: Path) -> None:
+    """Run a built trainer to its end with a progress bar; SIGTERM stops it cleanly; prints one JSON line."""
+    from tqdm import tqdm
+
     cfg = trainer.cfg
     _check_video(cfg)
-    if args.save_replay and (Path(args.save_replay) / "card.json").exists():
+    save_replay = getattr(args, "save_replay", None)
+    if save_replay and (Path(save_replay) / "card.json").exists():
         raise UsageError(f"--save-replay {args.save_replay} already holds a dataset; choose another folder")
     bar = tqdm(total=cfg.steps, initial=trainer.env_step, unit="step", disable=args.no_progress,
                dynamic_ncols=True)
@@ -301,16 +322,40 @@ def cmd_train(args) -> None:
         bar.close()
     result = {"out": str(out), "state": trainer.state, "step": trainer.env_step,
               "eval_return": (trainer.last_eval or {}).get("mean_return")}
-    if args.save_replay:
+    if save_replay:
         from .datasets import write_replay
 
-        write_replay(trainer.buffer.state_dict(), cfg.task, args.save_replay,
+        write_replay(trainer.buffer.state_dict(), cfg.task, save_replay,
                      how=f"the replay of a {cfg.variant}-variant MBDPO run ({cfg.preset} preset, seed {cfg.seed}) over "
                          f"its {trainer.env_step} steps, seed phase included",
                      command=f"mbdpo-lab train --task {cfg.task} --preset {cfg.preset} --seed {cfg.seed} "
                              f"--steps {cfg.steps} --save-replay DIR")
-        result["dataset"] = str(args.save_replay)
+        result["dataset"] = str(save_replay)
     print(json.dumps(result))
+
+
+def cmd_finetune(args) -> None:
+    from .trainer import Trainer
+
+    out = Path(args.out)
+    if args.resume:
+        if not (out / "checkpoints" / "last.safetensors").exists():
+            raise UsageError(f"nothing to resume in {out} (no checkpoints/last.safetensors)")
+        trainer = Trainer.resume_from(out, steps=args.steps, overrides=args.overrides, device=args.device)
+    else:
+        if args.from_ is None or args.task is None:
+            raise UsageError("--from (a pretrained multi-task checkpoint) and --task (the new task) are required")
+        if (out / "metrics.csv").exists():
+            raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        from .finetune import prepare
+
+        cfg, agent, source = prepare(args.from_, args.task, args.source, args.overrides, args.device)
+        cfg.seed = args.seed
+        if args.steps is not None:
+            cfg.steps = args.steps
+        print(f"fine-tuning {args.task}: its task embedding starts from {source}'s", file=sys.stderr)
+        trainer = Trainer(cfg, out, agent=agent)
+    _drive(trainer, args, out)
 
 
 def cmd_pretrain(args) -> None:
@@ -591,7 +636,7 @@ def cmd_sweep(args) -> None:
     print(json.dumps({"out": args.out, "finished": len(results), "results": str(Path(args.out) / "sweep_results.csv")}))
 
 
-COMMANDS = {"pretrain": cmd_pretrain, "book": cmd_book, "sweep": cmd_sweep, "tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
+COMMANDS = {"finetune": cmd_finetune, "pretrain": cmd_pretrain, "book": cmd_book, "sweep": cmd_sweep, "tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
             "eval": cmd_eval, "bench": cmd_bench, "collect": cmd_collect, "convert-tdmpc2": cmd_convert_tdmpc2, "latents": cmd_latents,
             "export": cmd_export, "compare-anchor": cmd_compare_anchor, "anchor-table": cmd_anchor_table,
             "import-checkpoint": cmd_import_checkpoint, "score-policy": cmd_score_policy,

@@ -132,7 +132,10 @@ class Config:
     discount: float = -1.0
     """Discount gamma; -1 derives it from episode_length (0.99 for DMControl)."""
     seed_steps: int = -1
-    """Uniform random steps before learning; -1 means max(1000, 5 x episode_length)."""
+    """Steps before learning starts; -1 means max(1000, 5 x episode_length)."""
+    seed_actions: str = "random"
+    """How the seed phase acts: ``random`` (uniform actions, training from scratch) or ``planner`` (the
+    agent's own planner with exploration noise: fine-tuning a pretrained model, as the release does)."""
     buffer_size: int = 1_000_000
     """Replay capacity in steps. ``release``: the oldest episodes are dropped when it is full;
     ``lab``: no eviction, so steps may not exceed it."""
@@ -468,6 +471,7 @@ def validate(cfg: Config) -> None:
          f"{cfg.num_envs} environment(s)) must cover one episode in each ({cfg.num_envs} x {cfg.episode_length} "
          f"steps); raise seed_steps")
     need(cfg.task_dim >= 1, f"task_dim must be >= 1, got {cfg.task_dim}")
+    need(cfg.seed_actions in ("random", "planner"), f"seed_actions must be random or planner, got {cfg.seed_actions!r}")
     need(cfg.energy_negatives in ("hardest", "smooth"),
          f"energy_negatives must be hardest or smooth, got {cfg.energy_negatives!r}")
     # the run

@@ -133,6 +133,7 @@ def run_episode(agent, env, generator: torch.Generator | None = None, *, planner
     ``record`` keeps every final plan and the simulator state (see the module's docstring).
     """
     size = (frame_size, frame_size) if isinstance(frame_size, int) else frame_size
+    act_dim = agent.action_size() if hasattr(agent, "action_size") else getattr(agent, "act_dim", 0)
     obs_l, act_l, rew_l, ms_l, frames, warm, plans, states = [], [], [], [], [], [], [], []
     render_error, stopped = "", False
 
@@ -164,7 +165,7 @@ def run_episode(agent, env, generator: torch.Generator | None = None, *, planner
             ms_l.append(1000 * (time.perf_counter() - start))
             if on_plan is not None:
                 on_plan(t, obs, result)
-            action = result.action.clamp(-1, 1).float().cpu().numpy()
+            action = result.action[:act_dim].clamp(-1, 1).float().cpu().numpy()  # the task's entries
             if record:
                 plans.append(result.plan.float().cpu().numpy())
             obs_l.append(np.asarray(obs, np.float32))
@@ -177,7 +178,6 @@ def run_episode(agent, env, generator: torch.Generator | None = None, *, planner
             states.append(env.physics_state())
         if final_frame and not stopped:
             render()
-    act_dim = getattr(agent, "act_dim", 0)
     return Episode(obs=np.asarray(obs_l, np.float32),
                    actions=np.asarray(act_l, np.float32).reshape(len(act_l), act_dim),
                    rewards=np.asarray(rew_l, np.float64), plan_ms=np.asarray(ms_l, np.float64),
@@ -227,9 +227,7 @@ def run_episodes(agent, envs: list, generators: list, *, planner: str | None = N
     """
     size = (frame_size, frame_size) if isinstance(frame_size, int) else frame_size
     n = len(envs)
-    act_dim = getattr(agent, "act_dim", 0)
-    if task is not None:
-        act_dim = agent.tasks[agent.task_index(task)].act_dim
+    act_dim = agent.action_size(task) if hasattr(agent, "action_size") else getattr(agent, "act_dim", 0)
     obs = [env.reset() for env in envs]
     previous: list[torch.Tensor | None] = [None] * n
     obs_l, act_l, rew_l, ms_l = ([[] for _ in range(n)] for _ in range(4))
@@ -251,9 +249,7 @@ def run_episodes(agent, envs: list, generators: list, *, planner: str | None = N
             action = result.action
             if noise_std > 0:
                 action = action + noise_std * torch.randn(action.shape, generator=generators[i], device=action.device)
-            if task is not None:
-                action = action[:act_dim]  # the entries this task has (the rest are padding)
-            action = action.clamp(-1, 1).float().cpu().numpy()
+            action = action[:act_dim].clamp(-1, 1).float().cpu().numpy()  # a padded model's: the task's entries
             previous[i] = result.plan
             obs_l[i].append(np.asarray(obs[i], np.float32))
             act_l[i].append(action)

@@ -188,11 +188,13 @@ class Trainer:
         render_on_device(self.agent.device)  # evaluation videos on the training GPU (EGL)
         planned = min(cfg.buffer_size, cfg.steps)  # storage for the planned run; it grows if run() goes on
         rows = planned + planned // cfg.episode_length + 2
+        # the agent's sizes: a multi-task model fine-tuned on one task pads that task's to its own
+        obs_dim, act_dim = self.agent.obs_dim, self.agent.act_dim
         if cfg.num_envs == 1:
-            self.buffer = ReplayBuffer(self.env.obs_dim, self.env.act_dim, cfg.buffer_size, cfg.horizon, seed=cfg.seed,
+            self.buffer = ReplayBuffer(obs_dim, act_dim, cfg.buffer_size, cfg.horizon, seed=cfg.seed,
                                        initial_rows=rows, release=cfg.variant == "release")
         else:
-            self.buffer = ParallelReplay(self.env.obs_dim, self.env.act_dim, cfg.buffer_size, cfg.horizon,
+            self.buffer = ParallelReplay(obs_dim, act_dim, cfg.buffer_size, cfg.horizon,
                                          cfg.num_envs, seed=cfg.seed, initial_rows=rows + cfg.num_envs,
                                          release=cfg.variant == "release")
         self.rng = np.random.default_rng(cfg.seed)
@@ -260,7 +262,7 @@ class Trainer:
                 self._ep_start_time[i], self._ep_start_step[i] = time.perf_counter(), self.agent_step
         # The seed phase: random actions up to and including `first_update_step`, after which S updates run
         first_update = self.first_update_step
-        if first <= first_update:
+        if first <= first_update and cfg.seed_actions == "random":
             actions = [self.envs[i].random_action(self.rng) for i in range(k)]
         elif k == 1 and cfg.num_envs == 1:
             actions = [self.agent.act(self._obs[0], t0=self._t[0] == 0, eval_mode=False)]
@@ -272,8 +274,11 @@ class Trainer:
             self._ep_plan_ms.append(self.agent.last_plan_ms)
         rewards, ended = [], []
         for i, action in enumerate(actions):
+            action = np.asarray(action, np.float32)[:self.envs[i].act_dim]  # a padded model's extra entries
             next_obs, reward, done = self.envs[i].step(action)
             next_obs = self.agent.check_observation(next_obs)  # nothing non-finite enters the replay
+            if len(action) < self.agent.act_dim:  # stored padded, as the model reads it
+                action = np.concatenate([action, np.zeros(self.agent.act_dim - len(action), np.float32)])
             self.buffer.add(action, reward, next_obs, stream=i)
             if done:
                 self.buffer.end_episode(stream=i)

@@ -133,6 +133,21 @@ class WorldModel(nn.Module):
             tp.lerp_(p, tau)
 
     # --- tasks --------------------------------------------------------------------------
+    @torch.no_grad()
+    def add_task(self, act_dim: int, init_from: int) -> int:
+        """A new task (fine-tuning): its embedding starts as task ``init_from``'s; returns its index."""
+        if not 1 <= act_dim <= self.act_dim:
+            raise ValueError(f"the new task has {act_dim} action entries; this model takes at most {self.act_dim}")
+        old = self.task_emb
+        self.task_emb = nn.Embedding(old.num_embeddings + 1, old.embedding_dim, max_norm=1.0).to(old.weight.device)
+        self.task_emb.weight[:-1] = old.weight
+        self.task_emb.weight[-1] = old.weight[init_from]
+        mask = torch.zeros(1, self.act_dim, device=self.action_masks.device)
+        mask[0, :act_dim] = 1.0
+        self.action_masks = torch.cat([self.action_masks, mask])  # a registered buffer: stays one
+        self.num_tasks += 1
+        return self.num_tasks - 1
+
     def context(self, task: torch.Tensor | int) -> torch.Tensor:
         """What rides after z for task indices [...]: [e (task_dim), action mask (act_dim)]."""
         task = torch.as_tensor(task, device=self.device, dtype=torch.long)

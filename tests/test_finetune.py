@@ -1,0 +1,89 @@
+"""Offline-to-online fine-tuning: a new task embedding from the most similar pretraining task, fresh
+optimisers and statistics, the pretrained planner acting from the first step, resumable."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from test_pretrain import _cfg, _dataset
+
+from mbdpo_lab.agent import TaskSpec
+from mbdpo_lab.checkpoint import load_checkpoint
+from mbdpo_lab.cli import main
+from mbdpo_lab.errors import UsageError
+from mbdpo_lab.finetune import most_similar_task, prepare
+from mbdpo_lab.pretrain import Pretrainer
+from mbdpo_lab.trainer import Trainer
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pretrained")
+    Pretrainer(_cfg(eval_every=0, checkpoint_every=0), _dataset(root / "data"), root / "run").run()
+    return root / "run" / "agent.safetensors"
+
+
+def test_the_source_task_is_the_releases_pair_else_the_closest_of_the_same_sizes():
+    tasks = [TaskSpec("walker-walk", 24, 6), TaskSpec("walker-stand", 24, 6), TaskSpec("cheetah-run", 17, 6),
+             TaskSpec("reacher-easy", 6, 2)]
+    assert most_similar_task("walker-run", 24, 6, tasks) == "walker-walk"  # the release's pair
+    assert most_similar_task("reacher-hard", 6, 2, tasks) == "reacher-easy"
+    assert most_similar_task("walker-walk-fast", 24, 6, tasks) == "walker-walk"  # longest shared prefix
+    assert most_similar_task("hopper-hop", 17, 6, tasks) == "cheetah-run"  # only the sizes match
+    with pytest.raises(UsageError, match="--source"):
+        most_similar_task("finger-spin", 9, 2, tasks)
+
+
+def test_the_new_task_starts_from_its_source_with_fresh_optimisers_and_statistics(pretrained):
+    before = load_checkpoint(pretrained, device="cpu").agent
+    cfg, agent, source = prepare(pretrained, "reacher-hard", device="cpu")
+    assert source == "reacher-easy" and [t.name for t in agent.tasks][-1] == "reacher-hard"
+    assert agent.bound_task == 2 and cfg.task == "reacher-hard" and cfg.seed_actions == "planner"
+    emb = agent.wm.task_emb.weight
+    torch.testing.assert_close(emb[2], emb[1])  # reacher-easy's embedding, copied
+    torch.testing.assert_close(emb[:2], before.wm.task_emb.weight)  # the pretraining tasks' kept
+    assert not any(k.startswith(("optim.", "pi_optim.")) for k in agent.tensors(include_optimizer=True))
+    assert float(agent.q_scale.value) == 1.0
+    assert float(agent.wm.energy_mean) == 0.0 and float(agent.wm.energy_std) == 1.0
+    # the new embedding is trained: it is in the rebuilt optimiser
+    assert any(p is agent.wm.task_emb.weight for g in agent.optim.param_groups for p in g["params"])
+    assert agent.act(np.zeros(6, np.float32), t0=True, eval_mode=True).shape == (2,)  # acts for its task
+
+
+def test_fine_tuning_acts_with_the_planner_from_the_first_step_and_resumes(pretrained, tmp_path):
+    cfg, agent, _ = prepare(pretrained, "reacher-hard", overrides=["steps=60", "seed_steps=20", "eval_every=0"],
+                            device="cpu")
+    trainer = Trainer(cfg, tmp_path / "ft", agent=agent)
+    random_calls = []
+    for env in trainer.envs:
+        original = env.random_action
+        env.random_action = lambda rng, original=original: (random_calls.append(1), original(rng))[1]
+    planned = []
+    act = trainer.agent.act
+    trainer.agent.act = lambda *a, **k: (planned.append(trainer.agent_step), act(*a, **k))[1]
+    trainer.run(steps=40)
+    assert not random_calls and planned[:3] == [0, 1, 2]  # no random seed phase
+    assert trainer.buffer.sample(4)["obs"].shape[-1] == agent.obs_dim  # padded, as the model reads it
+    resumed = Trainer.resume_from(tmp_path / "ft")
+    assert resumed.agent.bound_task == 2 and [t.name for t in resumed.agent.tasks][-1] == "reacher-hard"
+    assert resumed.agent_step == 40
+    resumed.run()
+    assert resumed.state == "finished" and resumed.agent_step == 60
+
+
+def test_the_command_line(pretrained, tmp_path, capsys):
+    args = ["finetune", "--from", str(pretrained), "--task", "reacher-hard", "--out", str(tmp_path / "ft"),
+            "--steps", "30", "--no-progress", "--set", "seed_steps=20", "--set", "eval_every=30",
+            "--set", "eval_episodes=1", "--set", "save_video=false"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "starts from reacher-easy's" in captured.err
+    assert json.loads(captured.out.strip().splitlines()[-1])["step"] == 30
+    assert main(["finetune", "--out", str(tmp_path / "x"), "--task", "reacher-hard"]) == 2
+    assert "--from" in capsys.readouterr().err
+    assert main(["finetune", "--from", str(pretrained), "--task", "finger-spin", "--out", str(tmp_path / "y")]) == 2
+    assert "--source" in capsys.readouterr().err
+    assert main(["finetune", "--from", "cartpole-swingup", "--task", "reacher-hard", "--out", str(tmp_path / "z")]) == 2
+    assert "single-task" in capsys.readouterr().err
