@@ -112,10 +112,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _add_set(p)
 
-    p = sub.add_parser("collect", help="record episodes of an agent (with exploration noise) as an offline dataset")
-    p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint or a pretrained name")
-    p.add_argument("--episodes", type=_count(1), default=10)
-    p.add_argument("--noise", type=float, default=0.1, help="std of the Gaussian noise added to every action")
+    p = sub.add_parser("scaling", help="the scaling study: pretrain several model sizes on one dataset, same updates",
+                       description="Each --sizes entry pretrains for --updates updates (resumable: run the same "
+                                   "command again) and is evaluated at the end; writes OUT/scaling.csv and the "
+                                   "figure (HTML and PNG). --table prints every size's parameters and memory.")
+    p.add_argument("--data", default=None, help="multi-task dataset folder (mbdpo-lab collect)")
+    p.add_argument("--sizes", nargs="+", default=["xs", "s", "m", "1"], help="xs s m (CPU) and 1 5 19 48 317 (paper)")
+    p.add_argument("--updates", type=_count(1), default=20_000)
+    p.add_argument("--episodes", type=_count(1), default=10, help="evaluation episodes per task at the end")
+    p.add_argument("--seed", type=_count(0), default=1)
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", default=None, help="study folder: one pretraining run per size, scaling.csv, figures")
+    p.add_argument("--table", action="store_true", help="only print the sizes' parameters and memory (markdown)")
+
+    p = sub.add_parser("collect", help="record episodes of agents (with exploration noise) as an offline dataset",
+                       description="Every --checkpoint x every --noise: --episodes episodes each, all into one "
+                                   "dataset (several agents of different tasks make a multi-task one).")
+    p.add_argument("--checkpoint", required=True, nargs="+", help="checkpoints (.safetensors) or pretrained names")
+    p.add_argument("--episodes", type=_count(1), default=10, help="episodes per checkpoint and noise level")
+    p.add_argument("--noise", type=float, nargs="+", default=[0.1],
+                   help="std of the Gaussian noise added to every action (several: a spread from expert to poor)")
     p.add_argument("--out", required=True, help="dataset folder (card.json and chunk files)")
     p.add_argument("--seed", type=_count(0), default=0)
     p.add_argument("--lockstep", type=_count(1), default=10, help="episodes run at once (one batched planner call)")
@@ -403,26 +419,51 @@ def cmd_pretrain(args) -> None:
                       "normalised_score": (trainer.last_eval or {}).get("normalised_score")}))
 
 
+def cmd_scaling(args) -> None:
+    from .experiments import scaling
+
+    unknown = [s for s in args.sizes if s not in scaling.SIZES]
+    if unknown:
+        raise UsageError(f"unknown size {unknown[0]!r}; choose from {', '.join(scaling.SIZES)}")
+    if args.table:
+        print(scaling.sizes_table())
+        return
+    if args.data is None or args.out is None:
+        raise UsageError("--data (a multi-task dataset) and --out (the study folder) are required")
+    path = scaling.run_sizes(args.data, args.sizes, args.updates, args.out, episodes=args.episodes, seed=args.seed,
+                             device=args.device, report=lambda m: print(m, file=sys.stderr))
+    rows = scaling.read_rows(path)
+    scaling.scaling_figure(rows).write_html(str(Path(args.out) / "scaling.html"), include_plotlyjs=True)
+    scaling.save_scaling_png(rows, Path(args.out) / "scaling.png")
+    summary = scaling.summary(rows)
+    print(json.dumps({"csv": str(path), "monotonic": summary["monotonic"], "points": summary["points"]}))
+
+
 def cmd_collect(args) -> None:
     from .datasets import DatasetWriter
     from .episodes import collect_episodes
 
     if (Path(args.out) / "card.json").exists():
         raise UsageError(f"--out {args.out} already holds a dataset; choose another folder")
-    if not (args.noise >= 0 and args.noise == args.noise):
-        raise UsageError(f"--noise must be a number >= 0, got {args.noise}")
-    ckpt = _load_agent(args.checkpoint, args.device, args.overrides)
-    agent = ckpt.agent
-    how = (f"episodes of {args.checkpoint} ({agent.cfg.planner} planner, eta={agent.cfg.eta:g}) with N(0, "
-           f"{args.noise:g}^2) noise on every action")
-    command = (f"mbdpo-lab collect --checkpoint {args.checkpoint} --episodes {args.episodes} --noise {args.noise:g} "
-               f"--seed {args.seed} --out DIR")
-    returns = []
+    bad = [n for n in args.noise if not (n >= 0 and n == n)]
+    if bad:
+        raise UsageError(f"--noise must be numbers >= 0, got {bad[0]}")
+    agents = [_load_agent(name, args.device, args.overrides).agent for name in args.checkpoint]  # all, before writing
+    noises = " ".join(f"{n:g}" for n in args.noise)
+    how = (f"episodes of {', '.join(args.checkpoint)} (each agent's own planner and eta) with N(0, s^2) noise on "
+           f"every action, s in {{{', '.join(f'{n:g}' for n in args.noise)}}}, {args.episodes} per agent and s")
+    command = (f"mbdpo-lab collect --checkpoint {' '.join(args.checkpoint)} --episodes {args.episodes} --noise "
+               f"{noises} --seed {args.seed} --out DIR")
+    returns: dict[str, list[float]] = {}
     with DatasetWriter(args.out, how, command) as writer:
-        for episode in collect_episodes(agent, args.episodes, args.noise, args.seed, lockstep=args.lockstep):
-            writer.add(agent.cfg.task, episode.obs, episode.actions, episode.rewards)
-            returns.append(episode.total_return)
-    print(json.dumps({"out": args.out, "episodes": len(returns), "mean_return": float(sum(returns) / len(returns))}))
+        for k, agent in enumerate(agents):
+            for j, noise in enumerate(args.noise):
+                seed = args.seed + 1000 * (k * len(args.noise) + j)  # each (agent, noise) its own episodes
+                for episode in collect_episodes(agent, args.episodes, noise, seed, lockstep=args.lockstep):
+                    writer.add(agent.cfg.task, episode.obs, episode.actions, episode.rewards)
+                    returns.setdefault(agent.cfg.task, []).append(episode.total_return)
+    print(json.dumps({"out": args.out, "episodes": sum(map(len, returns.values())),
+                      "mean_return": {task: float(sum(r) / len(r)) for task, r in returns.items()}}))
 
 
 def cmd_convert_tdmpc2(args) -> None:
@@ -636,7 +677,7 @@ def cmd_sweep(args) -> None:
     print(json.dumps({"out": args.out, "finished": len(results), "results": str(Path(args.out) / "sweep_results.csv")}))
 
 
-COMMANDS = {"finetune": cmd_finetune, "pretrain": cmd_pretrain, "book": cmd_book, "sweep": cmd_sweep, "tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
+COMMANDS = {"scaling": cmd_scaling, "finetune": cmd_finetune, "pretrain": cmd_pretrain, "book": cmd_book, "sweep": cmd_sweep, "tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
             "eval": cmd_eval, "bench": cmd_bench, "collect": cmd_collect, "convert-tdmpc2": cmd_convert_tdmpc2, "latents": cmd_latents,
             "export": cmd_export, "compare-anchor": cmd_compare_anchor, "anchor-table": cmd_anchor_table,
             "import-checkpoint": cmd_import_checkpoint, "score-policy": cmd_score_policy,

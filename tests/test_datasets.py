@@ -118,6 +118,18 @@ def test_train_save_replay_and_collect_write_datasets(tmp_path, capsys):
         np.testing.assert_array_equal(x[2], y[2])
     assert main(["collect", "--checkpoint", "cartpole-swingup", "--out", str(tmp_path / "a")]) == 2
     assert "already holds a dataset" in capsys.readouterr().err
+    # several agents and noise levels: one multi-task dataset
+    capsys.readouterr()
+    assert main(["collect", "--checkpoint", "cartpole-swingup", "reacher-easy", "--episodes", "2", "--noise", "0",
+                 "0.5", "--lockstep", "2", "--out", str(tmp_path / "mt"), "--set", "episode_length=10"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["episodes"] == 8 and set(printed["mean_return"]) == {"cartpole-swingup", "reacher-easy"}
+    mt = EpisodeDataset(tmp_path / "mt")
+    assert [(t.name, t.episodes) for t in mt.tasks] == [("cartpole-swingup", 4), ("reacher-easy", 4)]
+    quiet, noisy = [ep[2] for ep in mt.episodes("reacher-easy")][:2], [ep[2] for ep in mt.episodes("reacher-easy")][2:]
+    assert not np.allclose(np.abs(np.concatenate(quiet)).mean(), np.abs(np.concatenate(noisy)).mean())
+    assert main(["collect", "--checkpoint", "cartpole-swingup", "--noise", "0.1", "-1", "--out",
+                 str(tmp_path / "n")]) == 2
 
 
 def _tdmpc2_chunk(path):
