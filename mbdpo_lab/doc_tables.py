@@ -199,6 +199,12 @@ def lessons_table() -> str:
                      rows)
 
 
+def _model_sizes_table() -> str:
+    from .experiments.scaling import sizes_table
+
+    return sizes_table(obs_dim=24, act_dim=6, num_tasks=30)
+
+
 def csv_table(path: Path) -> str:
     """A table kept as a CSV of its cells (header first): investigations whose cells mix numbers and notes."""
     with open(path, newline="") as fh:
@@ -228,6 +234,7 @@ GENERATED: dict[tuple[str, str], Callable[[], str]] = {
     ("docs/performance.md", "bench"): lambda: bench_table(DOCS_DATA),
     ("docs/algorithm.md", "fidelity"): lambda: fidelity_table(DOCS_DATA),
     ("docs/algorithm.md", "score-policy"): lambda: score_policy_table(DOCS_DATA),
+    ("docs/algorithm.md", "model-sizes"): _model_sizes_table,
     **{(page, name): (lambda name=name: csv_table(DOCS_DATA / "tables" / f"{name}.csv"))
        for name, page in CSV_TABLES.items()},
 }
