@@ -255,12 +255,21 @@ def build_parser() -> argparse.ArgumentParser:
 def _config(preset: str, overrides: list[str], **fields):
     from .config import make_config
 
+    from .config import apply_overrides, validate
+
     values = {k: v for k, v in fields.items() if v is not None}
     cfg = make_config(preset, overrides=values)
     if overrides:
-        from .config import apply_overrides, validate
-
         apply_overrides(cfg, overrides)
+        validate(cfg)
+    if not any(o.split("=")[0].strip() == "episode_length" for o in overrides or []):
+        from .envs import natural_episode_length
+        from .errors import UnknownTaskError
+
+        try:  # a manipulation task's episodes are shorter than the suite's: the discount and seed phase follow
+            cfg.episode_length = min(cfg.episode_length, natural_episode_length(cfg.task, cfg.action_repeat))
+        except UnknownTaskError:
+            pass  # the command says so where it resolves the task
         validate(cfg)
     return cfg
 

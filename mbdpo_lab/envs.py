@@ -3,6 +3,12 @@
 Names use dashes (``finger-turn-easy``) and ``cup`` for ball_in_cup. Actions are in [-1, 1] and
 scaled to the task's bounds; rewards over the repeated steps are summed, so a 500-step episode of
 a DMControl task returns 0..1000.
+
+Goal-directed manipulation comes from dm_control's own manipulation suite (a Kinova Jaco arm with state
+features: ``jaco-reach-site``, ``jaco-reach-duplo``, ``jaco-lift-brick``). MetaWorld, the paper's suite,
+pins mujoco 3.3.0, which dm-control 1.0.50 cannot use; these install with what we have. Their episodes
+last 10 s (``natural_episode_length``: 125 agent steps at action repeat 2), and they report ``success``:
+the arm is at its goal (the task's reward is 1) when the episode ends.
 """
 from __future__ import annotations
 
@@ -17,6 +23,18 @@ from .errors import UnknownTaskError
 rendering.configure_gl()
 
 DOMAIN_ALIASES = {"ball_in_cup": "cup"}
+MANIPULATION_TASKS = {"jaco-reach-site": "reach_site_features", "jaco-reach-duplo": "reach_duplo_features",
+                      "jaco-lift-brick": "lift_brick_features"}
+
+
+def is_manipulation(task: str) -> bool:
+    return resolve_task(task)[0] == "manipulation"
+
+
+def natural_episode_length(task: str, action_repeat: int = 2) -> int:
+    """Agent steps in one of the task's own episodes: 1000 simulator steps for the DMControl suite,
+    250 control steps (10 s) for the manipulation tasks, divided by the action repeat."""
+    return (250 if is_manipulation(task) else 1000) // action_repeat
 
 
 @lru_cache(maxsize=1)
@@ -27,11 +45,12 @@ def _task_table() -> dict[str, tuple[str, str]]:
     for domain, task in suite.ALL_TASKS:
         name = f"{DOMAIN_ALIASES.get(domain, domain)}-{task}".replace("_", "-")
         table[name] = (domain, task)
+    table.update({name: ("manipulation", env_name) for name, env_name in MANIPULATION_TASKS.items()})
     return table
 
 
 def list_tasks() -> list[str]:
-    """All DMControl suite task names, sorted."""
+    """All task names (the DMControl suite and the manipulation tasks), sorted."""
     return sorted(_task_table())
 
 
@@ -56,9 +75,16 @@ class DMControlEnv:
         domain, task_name = resolve_task(task)
         self.name = task
         self.action_repeat, self.episode_length = action_repeat, episode_length
+        self.manipulation = domain == "manipulation"
+        self.success: bool | None = None if not self.manipulation else False  # at the goal now (manipulation)
         with _quiet_model_compiler():
-            self._env = suite.load(domain, task_name, task_kwargs={"random": seed},
-                                   environment_kwargs={"flat_observation": False})
+            if self.manipulation:
+                from dm_control import manipulation
+
+                self._env = manipulation.load(task_name, seed=seed)
+            else:
+                self._env = suite.load(domain, task_name, task_kwargs={"random": seed},
+                                       environment_kwargs={"flat_observation": False})
         spec = self._env.action_spec()
         self._low, self._high = spec.minimum.astype(np.float32), spec.maximum.astype(np.float32)
         self.act_dim = int(spec.shape[0])
@@ -71,6 +97,8 @@ class DMControlEnv:
 
     def reset(self) -> np.ndarray:
         self._t = 0
+        if self.manipulation:
+            self.success = False
         return self._flatten(self._env.reset().observation)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool]:
@@ -82,13 +110,15 @@ class DMControlEnv:
             reward += ts.reward or 0.0
             if ts.last():
                 break
+        if self.manipulation:  # the last control step's reward is 1 exactly when the goal is reached
+            self.success = bool((ts.reward or 0.0) >= 1.0 - 1e-6)
         self._t += 1
         done = self._t >= self.episode_length or ts.last()
         return self._flatten(ts.observation), float(reward), bool(done)
 
     def reseed(self, seed: int) -> "DMControlEnv":
         """Draw the following episodes' initial states from ``seed`` (as a new env with that seed would)."""
-        self._env.task.random.seed(seed)
+        (self._env.random_state if self.manipulation else self._env.task.random).seed(seed)
         return self
 
     def copy(self, seed: int = 0) -> "DMControlEnv":
@@ -111,6 +141,9 @@ class DMControlEnv:
         """
         import mujoco
 
+        if self.manipulation:
+            raise NotImplementedError(f"{self.name}: trying actions and coming back needs a DMControl suite task "
+                                      "(the manipulation tasks buffer their observations)")
         physics, sig = self._env.physics, mujoco.mjtState.mjSTATE_INTEGRATION
         state = physics.get_state(sig)
         counters = (self._env._step_count, self._env._reset_next_step, self._t)

@@ -44,6 +44,7 @@ class Episode:
     warm_starts: list[np.ndarray | None] = field(default_factory=list)  # the plan step t started from
     render_error: str = ""  # why frames are missing, when rendering failed and was tolerated
     stopped: bool = False  # should_stop() ended the episode early
+    success: bool | None = None  # a goal-directed task's: at the goal when the episode ended (else None)
     plans: np.ndarray | None = None  # [T, H, A] the final plan of every decision (``record``)
     states: np.ndarray | None = None  # [T+1, S] MuJoCo physical state before every step and after the last
 
@@ -183,6 +184,7 @@ def run_episode(agent, env, generator: torch.Generator | None = None, *, planner
                    rewards=np.asarray(rew_l, np.float64), plan_ms=np.asarray(ms_l, np.float64),
                    frames=np.asarray(frames, np.uint8) if frames and not render_error else None,
                    warm_starts=warm, render_error=render_error, stopped=stopped,
+                   success=getattr(env, "success", None),
                    plans=np.asarray(plans, np.float32) if record else None,
                    states=np.asarray(states, np.float64) if record else None)
 
@@ -262,5 +264,6 @@ def run_episodes(agent, envs: list, generators: list, *, planner: str | None = N
     return [Episode(obs=np.asarray(obs_l[i] + [np.asarray(obs[i], np.float32)], np.float32),
                     actions=np.asarray(act_l[i], np.float32).reshape(len(act_l[i]), act_dim),
                     rewards=np.asarray(rew_l[i], np.float64), plan_ms=np.asarray(ms_l[i], np.float64),
-                    frames=np.asarray(frames, np.uint8) if i == 0 and frames else None, stopped=stopped)
+                    frames=np.asarray(frames, np.uint8) if i == 0 and frames else None, stopped=stopped,
+                    success=getattr(envs[i], "success", None))
             for i in range(n)]

@@ -109,6 +109,8 @@ def export_run(run_dir: str | Path, name: str, directory: Path = PRETRAINED_DIR,
         eval_episodes=episodes, eval_seed=EVAL_SEED, sha256=file_sha256(target),
         size_bytes=target.stat().st_size, command=train_command(cfg, f"runs/{name}"),
     )
+    if result.get("success_rate") is not None:  # a goal-directed task: how often it ends at the goal
+        entry["eval_success_rate"] = round(result["success_rate"], 3)
     manifest_path = directory / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"agents": {}}
     manifest["agents"][name] = entry

@@ -37,7 +37,8 @@ Callback = Callable[[str, dict[str, Any]], None]
 ENV_SEED_STRIDE = 7919  # training environment i is seeded seed + i x this (environment 0: the run's seed)
 
 CSV_COLUMNS = [
-    "step", "sim_step", "episode", "kind", "episode_return", "eval_return", "eval_return_std",
+    "step", "sim_step", "episode", "kind", "episode_return", "episode_success", "eval_return", "eval_return_std",
+    "eval_success",
     "consistency_loss", "reward_loss", "value_loss", "energy_loss", "score_loss", "pi_loss", "pi_entropy",
     "total_loss", "grad_norm", "energy_pos_logit", "energy_neg_logit", "energy_accuracy", "energy_mean",
     "energy_std", "q_scale", "steps_per_s", "planner_ms", "update_ms", "wall_time",
@@ -112,8 +113,14 @@ def evaluate(agent: MBDPO, env, episodes: int, planner: str | None = None, video
     returns = [r.total_return for r in runs]
     plan_ms = np.concatenate([r.plan_ms for r in runs])
     return dict(mean_return=float(np.mean(returns)), std_return=float(np.std(returns)),
-                returns=[float(r) for r in returns], episodes=episodes,
+                returns=[float(r) for r in returns], episodes=episodes, success_rate=success_rate(runs),
                 planner_ms=float(np.median(plan_ms)) if plan_ms.size else 0.0, frames=runs[0].frames)
+
+
+def success_rate(runs) -> float | None:
+    """Share of episodes that ended at their goal (goal-directed tasks); None for tasks without one."""
+    flags = [r.success for r in runs if r.success is not None]
+    return float(np.mean(flags)) if flags else None
 
 
 def replay_path(run_dir: str | Path) -> Path:
@@ -220,6 +227,7 @@ class Trainer:
         self._run_lock = threading.Lock()
         self.controls = controls or RunControls()
         self._wall_start = time.perf_counter()
+        self._columns: list[str] | None = None  # metrics.csv's header, once read
         if self.out_dir:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
@@ -330,6 +338,7 @@ class Trainer:
         elapsed = max(time.perf_counter() - self._ep_start_time[env], 1e-9)
         row: dict[str, Any] = dict(step=self.env_step, sim_step=self.agent_step * self.cfg.action_repeat,
                                    episode=self.episode, kind="episode", episode_return=self._ep_return[env],
+                                   episode_success=self.envs[env].success,
                                    steps_per_s=(self.agent_step - self._ep_start_step[env]) / elapsed,
                                    wall_time=time.perf_counter() - self._wall_start)
         if self._ep_losses:
@@ -357,6 +366,7 @@ class Trainer:
         row = dict(step=self.env_step, sim_step=self.agent_step * self.cfg.action_repeat, episode=self.episode,
                    kind="eval",
                    eval_return=result["mean_return"], eval_return_std=result["std_return"],
+                   eval_success=result["success_rate"],
                    planner_ms=result["planner_ms"], wall_time=time.perf_counter() - self._wall_start)
         if result["frames"] is not None and self.out_dir:
             from .rendering import write_video
@@ -377,8 +387,14 @@ class Trainer:
             return
         path = self.out_dir / "metrics.csv"
         new = not path.exists()
+        if new or self._columns is None:  # a run resumed from an older version keeps its file's columns
+            if new:
+                self._columns = CSV_COLUMNS
+            else:
+                with open(path, newline="") as fh:
+                    self._columns = next(csv.reader(fh), None) or CSV_COLUMNS
         with open(path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            writer = csv.DictWriter(fh, fieldnames=self._columns, extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow(row)

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -59,3 +61,52 @@ def test_making_a_walker_shows_no_deprecation_noise(caplog):
         with _quiet_model_compiler():
             logging.getLogger("absl").warning("something else")
     assert "settotalmass" not in caplog.text and "something else" in caplog.text
+
+
+def test_the_manipulation_task_reports_success_at_its_goal():
+    from mbdpo_lab.envs import is_manipulation, list_tasks, natural_episode_length
+
+    assert {"jaco-reach-site", "jaco-lift-brick"} <= set(list_tasks())
+    assert is_manipulation("jaco-reach-site") and not is_manipulation("reacher-easy")
+    assert natural_episode_length("jaco-reach-site") == 125 and natural_episode_length("walker-walk") == 500
+    env = make_env("jaco-reach-site", seed=0, episode_length=500)
+    assert (env.obs_dim, env.act_dim) == (45, 9) and env.success is False
+    rng = np.random.default_rng(0)
+    env.reset()
+    steps, done = 0, False
+    while not done:
+        _, _, done = env.step(env.random_action(rng))
+        steps += 1
+    assert steps == 125 and env.success is False  # its own 10 s limit; random flailing does not reach
+    env.reset()
+    task, physics = env._env.task, env._env.physics
+    physics.bind(task._target).pos = physics.bind(task._hand.tool_center_point).xpos.copy()  # the goal at the hand
+    _, reward, _ = env.step(np.zeros(9, np.float32))
+    assert reward == pytest.approx(2.0) and env.success is True  # reward 1 per control step: at the goal
+    env.reset()
+    assert env.success is False
+    assert make_env("reacher-easy").success is None  # no goal to reach: no success signal
+
+
+def test_evaluation_and_training_report_the_success_rate(tmp_path):
+    from mbdpo_lab.cli import main
+    from mbdpo_lab.config import make_config
+    from mbdpo_lab.trainer import Trainer, evaluate
+
+    cfg = make_config("tiny", task="jaco-reach-site", steps=30, seed_steps=10, episode_length=10, eval_every=30,
+                      eval_episodes=2, device="cpu", save_video=False)
+    trainer = Trainer(cfg, tmp_path / "run").run()
+    ev = [r for r in trainer.history if r["kind"] == "eval"]
+    ep = [r for r in trainer.history if r["kind"] == "episode"]
+    assert ev and ev[-1]["eval_success"] == 0.0 and all(r["episode_success"] is False for r in ep)
+    from mbdpo_lab.agent import MBDPO
+
+    reacher = MBDPO(make_config("tiny", task="reacher-easy", device="cpu"), 6, 2)
+    assert evaluate(reacher, make_env("reacher-easy", episode_length=5), 2)["success_rate"] is None
+    # the command line gives a manipulation task its own, shorter episodes
+    assert main(["train", "--task", "jaco-reach-site", "--preset", "tiny", "--steps", "0", "--out",
+                 str(tmp_path / "cli"), "--no-progress", "--set", "eval_every=0", "--set", "save_video=false"]) == 0
+    assert json.loads((tmp_path / "cli" / "config.json").read_text())["episode_length"] == 100  # tiny's, < 125
+    assert main(["train", "--task", "jaco-reach-site", "--preset", "cpu", "--steps", "0", "--out",
+                 str(tmp_path / "cli2"), "--no-progress", "--set", "eval_every=0", "--set", "save_video=false"]) == 0
+    assert json.loads((tmp_path / "cli2" / "config.json").read_text())["episode_length"] == 125

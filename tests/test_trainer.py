@@ -187,3 +187,27 @@ def test_seed_phase_burst_reports_its_updates_as_they_run():
     xs = [x for x, _ in zip(data.losses["total_loss"]._x, data.losses["total_loss"]._y)]
     assert xs[0] <= burst[0]["done"] and max(xs) <= cfg.num_seed_steps + 1
     assert data.seed_updates is None  # the burst ended: the phase line goes back to the step phases
+
+
+def test_a_run_from_an_older_version_keeps_its_metrics_columns(tmp_path):
+    """Columns added later (e.g. eval_success) must not shift the rows of a file written before them."""
+    import csv
+
+    first = Trainer(_cfg(steps=100, eval_every=50), out_dir=tmp_path)
+    first.run()
+    path = tmp_path / "metrics.csv"
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    old = [c for c in rows[0] if c not in ("episode_success", "eval_success")]
+    with open(path, "w", newline="") as fh:  # as an older version wrote it
+        writer = csv.DictWriter(fh, fieldnames=old, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    resumed = Trainer.resume_from(tmp_path, steps=200)
+    resumed.run()
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        after = list(reader)
+    assert reader.fieldnames == old and len(after) > len(rows)
+    for row in after:
+        assert row["kind"] in ("episode", "eval") and float(row["step"]) > 0  # nothing shifted into the wrong column
