@@ -1,9 +1,7 @@
 """The scaling study: sizes from a CPU-small one to the paper's, each pretrained for the same updates."""
 from __future__ import annotations
 
-import json
 
-import pytest
 from test_pretrain import TASKS, _dataset
 
 from mbdpo_lab.cli import main
