@@ -1,7 +1,6 @@
 """The scaling study: sizes from a CPU-small one to the paper's, each pretrained for the same updates."""
 from __future__ import annotations
 
-
 from test_pretrain import TASKS, _dataset
 
 from mbdpo_lab.cli import main
