@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mbdpo-lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("tasks", help="list DMControl task names")
+    sub.add_parser("tasks", help="list task names (the DMControl suite and the Jaco manipulation tasks)")
     p = sub.add_parser("config", help="print a preset's config (all keys and values)")
     p.add_argument("--preset", default="paper")
     _add_set(p)
@@ -302,20 +302,28 @@ def cmd_train(args) -> None:
     from .envs import resolve_task
     from .trainer import Trainer
 
-    out = Path(args.out)
-    if args.resume:
-        if not (out / "checkpoints" / "last.safetensors").exists():
-            raise UsageError(f"nothing to resume in {out} (no checkpoints/last.safetensors)")
-        trainer = Trainer.resume_from(out, steps=args.steps, overrides=args.overrides, device=args.device)
-    else:
-        if (out / "metrics.csv").exists():
-            raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    def build():
         cfg = _config(args.preset, args.overrides, task=args.task, steps=args.steps, seed=args.seed,
                       device=args.device)
         resolve_task(cfg.task)
         _check_video(cfg)
-        trainer = Trainer(cfg, out)
-    _drive(trainer, args, out)
+        return Trainer(cfg, Path(args.out))
+
+    _drive(_resumed_or_new(args, build), args, Path(args.out))
+
+
+def _resumed_or_new(args, build):
+    """The run in --out continued (--resume), or a new one from ``build()`` where no run is yet."""
+    from .trainer import Trainer
+
+    out = Path(args.out)
+    if args.resume:
+        if not (out / "checkpoints" / "last.safetensors").exists():
+            raise UsageError(f"nothing to resume in {out} (no checkpoints/last.safetensors)")
+        return Trainer.resume_from(out, steps=args.steps, overrides=args.overrides, device=args.device)
+    if (out / "metrics.csv").exists():
+        raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    return build()
 
 
 def _drive(trainer, args, out: Path) -> None:
@@ -362,16 +370,9 @@ def _drive(trainer, args, out: Path) -> None:
 def cmd_finetune(args) -> None:
     from .trainer import Trainer
 
-    out = Path(args.out)
-    if args.resume:
-        if not (out / "checkpoints" / "last.safetensors").exists():
-            raise UsageError(f"nothing to resume in {out} (no checkpoints/last.safetensors)")
-        trainer = Trainer.resume_from(out, steps=args.steps, overrides=args.overrides, device=args.device)
-    else:
+    def build():
         if args.from_ is None or args.task is None:
             raise UsageError("--from (a pretrained multi-task checkpoint) and --task (the new task) are required")
-        if (out / "metrics.csv").exists():
-            raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         from .finetune import prepare
 
         cfg, agent, source = prepare(args.from_, args.task, args.source, args.overrides, args.device)
@@ -379,8 +380,9 @@ def cmd_finetune(args) -> None:
         if args.steps is not None:
             cfg.steps = args.steps
         print(f"fine-tuning {args.task}: its task embedding starts from {source}'s", file=sys.stderr)
-        trainer = Trainer(cfg, out, agent=agent)
-    _drive(trainer, args, out)
+        return Trainer(cfg, Path(args.out), agent=agent)
+
+    _drive(_resumed_or_new(args, build), args, Path(args.out))
 
 
 def cmd_pretrain(args) -> None:

@@ -10,7 +10,6 @@ training, a resumed run reseeds its randomness by update count (batches continue
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from .config import Config
 from .datasets import CARD, EpisodeDataset
 from .episodes import episode_seeds, run_episodes
 from .errors import CheckpointError, TrainingDiverged, UnknownTaskError
-from .trainer import set_aside_rows_after
+from .trainer import append_row, set_aside_rows_after
 
 COLUMNS = ["update", "kind", "task", "eval_return", "eval_return_std", "normalised_score",
            "consistency_loss", "reward_loss", "value_loss", "energy_loss", "pi_loss", "total_loss",
@@ -93,13 +92,7 @@ class Pretrainer:
         self.history.append(row)
         if not self.out_dir:
             return
-        path = self.out_dir / "metrics.csv"
-        new = not path.exists()
-        with open(path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        append_row(self.out_dir / "metrics.csv", row, COLUMNS)
 
     # --- one update ---------------------------------------------------------------------------
     def step(self) -> dict[str, float]:

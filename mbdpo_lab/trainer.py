@@ -51,6 +51,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def append_row(path: Path, row: dict[str, Any], columns: list[str]) -> None:
+    """Append one metrics row; a new file gets ``columns``, an existing one keeps its own header (a run
+    resumed from an older version: columns added since are left out, nothing shifts)."""
+    new = not path.exists()
+    if not new:
+        with open(path, newline="") as fh:
+            columns = next(csv.reader(fh), None) or columns
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
 def set_aside_rows_after(path: Path, step: int, key: str = "step") -> None:
     """Move metrics rows logged after the checkpoint at ``step`` (column ``key``) to ``metrics.after_crash.csv``.
 
@@ -227,7 +241,6 @@ class Trainer:
         self._run_lock = threading.Lock()
         self.controls = controls or RunControls()
         self._wall_start = time.perf_counter()
-        self._columns: list[str] | None = None  # metrics.csv's header, once read
         if self.out_dir:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
@@ -385,19 +398,7 @@ class Trainer:
         self.history.append(row)
         if not self.out_dir:
             return
-        path = self.out_dir / "metrics.csv"
-        new = not path.exists()
-        if new or self._columns is None:  # a run resumed from an older version keeps its file's columns
-            if new:
-                self._columns = CSV_COLUMNS
-            else:
-                with open(path, newline="") as fh:
-                    self._columns = next(csv.reader(fh), None) or CSV_COLUMNS
-        with open(path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self._columns, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
+        append_row(self.out_dir / "metrics.csv", row, CSV_COLUMNS)
 
     # --- run / pause / stop ----------------------------------------------------------------
     def run(self, steps: int | None = None, progress: Callable[[int], None] | None = None) -> "Trainer":
