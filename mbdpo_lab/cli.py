@@ -431,13 +431,14 @@ def cmd_pretrain(args) -> None:
 
 
 def cmd_scaling(args) -> None:
+    from . import model_sizes
     from .experiments import scaling
 
-    unknown = [s for s in args.sizes if s not in scaling.SIZES]
+    unknown = [s for s in args.sizes if s not in model_sizes.SIZES]
     if unknown:
-        raise UsageError(f"unknown size {unknown[0]!r}; choose from {', '.join(scaling.SIZES)}")
+        raise UsageError(f"unknown size {unknown[0]!r}; choose from {', '.join(model_sizes.SIZES)}")
     if args.table:
-        print(scaling.sizes_table())
+        print(model_sizes.sizes_table())
         return
     if args.data is None or args.out is None:
         raise UsageError("--data (a multi-task dataset) and --out (the study folder) are required")
@@ -650,7 +651,7 @@ def cmd_anchor_table(args) -> None:
 
 
 def cmd_book(args) -> None:
-    from .book import build
+    from .widgets.book import build
 
     build(Path(args.out), Path(args.notebooks) if args.notebooks else None, fast=not args.normal)
 

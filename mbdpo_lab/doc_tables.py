@@ -200,7 +200,7 @@ def lessons_table() -> str:
 
 
 def _model_sizes_table() -> str:
-    from .experiments.scaling import sizes_table
+    from .model_sizes import sizes_table
 
     return sizes_table(obs_dim=24, act_dim=6, num_tasks=30)
 

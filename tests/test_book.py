@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from lab_browser import CHROME_ARGS, CHROMIUM, EXPECTED, VIEWPORT, browser_missing, plot_defects, plots_js
 
-from mbdpo_lab.book import _index, build, execute_lesson
+from mbdpo_lab.widgets.book import _index, build, execute_lesson
 from mbdpo_lab.errors import LessonFailed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +71,7 @@ def test_widgets_are_frozen_into_their_final_state(tmp_path):
 
 
 def test_the_index_lists_lessons_in_order(tmp_path):
-    from mbdpo_lab.book import Lesson
+    from mbdpo_lab.widgets.book import Lesson
 
     text = _index([Lesson(tmp_path / "00_a.ipynb", "00 · A", 3.2), Lesson(tmp_path / "01_b.ipynb", "01 · B", 5)])
     assert text.index("[00 · A](00_a)") < text.index("[01 · B](01_b)") and "00_a\n01_b" in text

@@ -3,16 +3,17 @@ from __future__ import annotations
 
 from test_pretrain import TASKS, _dataset
 
+from mbdpo_lab import model_sizes
 from mbdpo_lab.cli import main
 from mbdpo_lab.experiments import scaling
 
 
 def test_the_paper_sizes_span_the_papers_parameter_range():
     """The paper's multi-task models run from 1.7M to 340M parameters (mt30: 24 observations, 6 actions)."""
-    count = {size: scaling.parameters(scaling.size_config(size), 24, 6, 30) for size in scaling.SIZES}
+    count = {size: model_sizes.parameters(model_sizes.size_config(size), 24, 6, 30) for size in model_sizes.SIZES}
     assert 1.6e6 < count["1"] < 1.75e6 and 335e6 < count["317"] < 345e6
     assert list(count.values()) == sorted(count.values())  # xs < s < m < 1 < 5 < 19 < 48 < 317
-    assert scaling.memory_estimate(scaling.size_config("317"), 24, 6, 30)["state_gib"] > 5
+    assert model_sizes.memory_estimate(model_sizes.size_config("317"), 24, 6, 30)["state_gib"] > 5
 
 
 def test_every_size_trains_for_the_same_updates_and_lands_in_one_csv(tmp_path):

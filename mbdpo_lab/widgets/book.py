@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .errors import LessonFailed, UsageError
+from ..errors import LessonFailed, UsageError
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 PLOTLY_JSON = "application/vnd.plotly.v1+json"
@@ -82,7 +82,7 @@ def execute_lesson(path: Path, work: Path, fast: bool = True, timeout_s: int = 9
         raise LessonFailed(f"{path.name}: the widgets could not be drawn as static pages: "
                         f"{[o.get('evalue') for o in snap.outputs if o.get('output_type') == 'error']}")
     lesson = Lesson(path=path, title=_title(nb), seconds=seconds, widgets=len(ids))
-    from .widgets.snapshot import ERROR_CLASS
+    from .snapshot import ERROR_CLASS
 
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -159,7 +159,7 @@ def build(out: Path, notebooks_dir: Path | None = None, fast: bool = True,
     import plotly
     from sphinx.cmd.build import build_main
 
-    notebooks_dir = Path(notebooks_dir or Path(__file__).resolve().parent.parent / "notebooks")
+    notebooks_dir = Path(notebooks_dir or Path(__file__).resolve().parents[2] / "notebooks")
     paths = sorted(notebooks_dir.glob(NOTEBOOK_PATTERN))
     if not paths:
         raise UsageError(f"no lesson notebooks ({NOTEBOOK_PATTERN}) in {notebooks_dir}; pass the notebooks folder")
