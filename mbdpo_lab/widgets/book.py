@@ -122,12 +122,21 @@ html_theme = "sphinx_book_theme"
 html_title = "MBDPO lab"
 html_static_path = ["_static"]
 html_js_files = ["plotly.min.js"]
+html_css_files = ["book.css"]
 html_theme_options = {"show_toc_level": 2, "use_download_button": False}
 nb_execution_mode = "off"  # executed by mbdpo_lab.book, widgets frozen there
 myst_enable_extensions = ["dollarmath", "amsmath"]
 suppress_warnings = ["myst.header", "myst.xref_missing", "mystnb.unknown_mime_type"]
 exclude_patterns = ["_build"]
 '''
+
+
+# The widgets were laid out for a notebook's full width: give the lesson pages the room.
+CSS = """\
+.bd-page-width { max-width: 100%; }
+.bd-main .bd-content .bd-article-container { max-width: 1200px; }
+.mbdpo-static-widget { overflow-x: auto; }
+"""
 
 
 def _index(lessons: list[Lesson]) -> str:
@@ -182,6 +191,7 @@ def build(out: Path, notebooks_dir: Path | None = None, fast: bool = True,
         lessons.append(lesson)
         report(f"  {path.name}: {lesson.seconds:.0f} s, {lesson.widgets} widget(s) frozen")
     (source / "conf.py").write_text(CONF)
+    (source / "_static" / "book.css").write_text(CSS)
     (source / "index.md").write_text(_index(lessons))
     shutil.copy(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", source / "_static")
     html = out / "html"
