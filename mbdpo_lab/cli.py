@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a checkpoint; prints one JSON line")
     p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint or a pretrained name")
+    p.add_argument("--task", default=None, help="which task of a multi-task checkpoint (default: the one it was "
+                                                "fine-tuned on)")
     p.add_argument("--episodes", type=_count(1), default=10)
     p.add_argument("--video", default=None, help="write the first episode to this mp4")
     p.add_argument("--planner", choices=["diffusion", "mppi", "policy", "score"], default=None)
@@ -506,8 +508,16 @@ def cmd_eval(args) -> None:
         check_video_output(args.video)
     ckpt = _load_agent(args.checkpoint, args.device, args.overrides)
     agent, cfg = ckpt.agent, ckpt.agent.cfg
+    task = cfg.task
+    if agent.tasks:  # a multi-task agent acts for the task asked (or the one it was fine-tuned on)
+        if args.task is None and agent.bound_task is None:
+            raise UsageError(f"{args.checkpoint} is multi-task: pass --task ({', '.join(t.name for t in agent.tasks)})")
+        agent.bound_task = agent.task_index(args.task if args.task is not None else agent.bound_task)
+        task = agent.tasks[agent.bound_task].name
+    elif args.task not in (None, cfg.task):
+        raise UsageError(f"{args.checkpoint} was trained on {cfg.task}; it cannot be evaluated on {args.task}")
     seed_everything(args.seed)
-    with make_env(cfg.task, seed=args.seed + MEASURE_SEED_OFFSET, action_repeat=cfg.action_repeat,
+    with make_env(task, seed=args.seed + MEASURE_SEED_OFFSET, action_repeat=cfg.action_repeat,
                   episode_length=cfg.episode_length) as env:
         result = evaluate(agent, env, args.episodes, planner=args.planner,
                           video_size=cfg.video_size if args.video else 0, seed=args.seed)
@@ -516,7 +526,7 @@ def cmd_eval(args) -> None:
 
         write_video(args.video, result["frames"])
     out = {k: v for k, v in result.items() if k != "frames"}
-    out.update(task=cfg.task, planner=args.planner or cfg.planner, eta=cfg.eta, checkpoint=args.checkpoint)
+    out.update(task=task, planner=args.planner or cfg.planner, eta=cfg.eta, checkpoint=args.checkpoint)
     if args.video:
         out["video"] = args.video
     print(json.dumps(out))

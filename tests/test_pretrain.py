@@ -101,3 +101,12 @@ def test_the_command_line(tmp_path, capsys):
     assert "no card.json" in capsys.readouterr().err
     assert main(["pretrain", "--out", str(tmp_path / "r3")]) == 2
     assert "--data is required" in capsys.readouterr().err
+    # a multi-task agent is evaluated on the task asked for
+    agent = str(tmp_path / "run" / "agent.safetensors")
+    assert main(["eval", "--checkpoint", agent, "--task", "reacher-easy", "--episodes", "1",
+                 "--set", "episode_length=10"]) == 0
+    assert json.loads(capsys.readouterr().out)["task"] == "reacher-easy"
+    assert main(["eval", "--checkpoint", agent, "--episodes", "1"]) == 2
+    assert "is multi-task: pass --task (cartpole-swingup, reacher-easy)" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", "cartpole-swingup", "--task", "reacher-easy"]) == 2
+    assert "trained on cartpole-swingup" in capsys.readouterr().err
