@@ -56,6 +56,13 @@ def test_runs_that_differ_only_in_seed_form_one_arm(tmp_path):
     configs = [{"task": "t", "eta": 0.01, "seed": 1}, {"task": "t", "eta": 0.0, "seed": 1},
                {"task": "t", "eta": 0.01, "seed": 2, "device": "cuda:0"}]
     assert seed_groups(configs) == [[0, 2], [1]]
+    # a run written before a field existed joins the arm of a newer run that has that field's default
+    from mbdpo_lab.config import make_config
+
+    new = make_config("cpu", task="cartpole-swingup", seed=1).to_dict()
+    old = {k: v for k, v in new.items() if k not in ("task_dim", "seed_actions")}
+    old["seed"] = 2
+    assert seed_groups([new, old]) == [[0, 1]]
     runs = []
     header = "step,kind,episode_return,eval_return,eval_return_std\n"
     for seed, evals in ((1, [(1000, 100), (2000, 300)]), (2, [(1000, 200), (2000, 500), (3000, 600)])):

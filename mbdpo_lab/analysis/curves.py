@@ -41,8 +41,15 @@ def run_labels(configs: list[dict]) -> list[str]:
 
 def seed_groups(configs: list[dict]) -> list[list[int]]:
     """Indices of runs that differ only in their seed (one arm each), in first-seen order."""
+    from ..config import Config
+    from ..errors import ConfigError
+
     groups: dict[str, list[int]] = {}
     for i, cfg in enumerate(configs):
+        try:  # fields added since a run was written take the value that run had (Config.from_dict knows them)
+            cfg = Config.from_dict(cfg).to_dict()
+        except (ConfigError, TypeError, ValueError):
+            pass
         key = json.dumps({k: v for k, v in cfg.items() if k not in ("seed", "device")}, sort_keys=True)
         groups.setdefault(key, []).append(i)
     return list(groups.values())
