@@ -112,6 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _add_set(p)
 
+    p = sub.add_parser("offline-to-online", help="fine-tuned vs from scratch on a new task, over seeds (curves)",
+                       description="For every seed: `finetune` from --from and the same config trained from "
+                                   "scratch, both for --steps online steps (run again to resume); writes "
+                                   "OUT/curves.csv (IQM and 95% CI per arm) and OUT/curves.html.")
+    p.add_argument("--from", dest="from_", required=True, metavar="CKPT", help="a `mbdpo-lab pretrain` checkpoint")
+    p.add_argument("--task", required=True, help="the new (held-out) task")
+    p.add_argument("--source", default=None, help="the pretraining task whose embedding it starts from")
+    p.add_argument("--steps", type=_count(1), default=40_000, help="online steps of each run (the paper: 40k)")
+    p.add_argument("--seeds", type=_count(0), nargs="+", default=[1, 2, 3])
+    p.add_argument("--out", required=True, help="folder of the runs (finetune-sN, scratch-sN) and the curves")
+    _add_set(p)
+
     p = sub.add_parser("scaling", help="the scaling study: pretrain several model sizes on one dataset, same updates",
                        description="Each --sizes entry pretrains for --updates updates (resumable: run the same "
                                    "command again) and is evaluated at the end; writes OUT/scaling.csv and the "
@@ -432,6 +444,15 @@ def cmd_pretrain(args) -> None:
                       "normalised_score": (trainer.last_eval or {}).get("normalised_score")}))
 
 
+def cmd_offline_to_online(args) -> None:
+    from .experiments import offline_to_online as o2o
+
+    path = o2o.run_comparison(args.from_, args.task, args.steps, args.seeds, args.out, source=args.source,
+                              overrides=args.overrides, report=lambda m: print(m, file=sys.stderr))
+    o2o.curves_figure(path).write_html(str(Path(args.out) / "curves.html"), include_plotlyjs=True)
+    print(json.dumps({"curves": str(path), "seeds": args.seeds}))
+
+
 def cmd_scaling(args) -> None:
     from . import model_sizes
     from .experiments import scaling
@@ -699,7 +720,7 @@ def cmd_sweep(args) -> None:
     print(json.dumps({"out": args.out, "finished": len(results), "results": str(Path(args.out) / "sweep_results.csv")}))
 
 
-COMMANDS = {"scaling": cmd_scaling, "finetune": cmd_finetune, "pretrain": cmd_pretrain, "book": cmd_book, "sweep": cmd_sweep, "tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
+COMMANDS = {"offline-to-online": cmd_offline_to_online, "scaling": cmd_scaling, "finetune": cmd_finetune, "pretrain": cmd_pretrain, "book": cmd_book, "sweep": cmd_sweep, "tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
             "eval": cmd_eval, "bench": cmd_bench, "collect": cmd_collect, "convert-tdmpc2": cmd_convert_tdmpc2, "latents": cmd_latents,
             "export": cmd_export, "compare-anchor": cmd_compare_anchor, "anchor-table": cmd_anchor_table,
             "import-checkpoint": cmd_import_checkpoint, "score-policy": cmd_score_policy,

@@ -87,3 +87,26 @@ def test_the_command_line(pretrained, tmp_path, capsys):
     assert "--source" in capsys.readouterr().err
     assert main(["finetune", "--from", "cartpole-swingup", "--task", "reacher-hard", "--out", str(tmp_path / "z")]) == 2
     assert "single-task" in capsys.readouterr().err
+
+
+def test_the_comparison_trains_both_arms_per_seed_and_resumes(pretrained, tmp_path, capsys):
+    import csv
+
+    args = ["offline-to-online", "--from", str(pretrained), "--task", "reacher-hard", "--steps", "30", "--seeds", "1",
+            "2", "--out", str(tmp_path / "cmp"), "--set", "seed_steps=20", "--set", "eval_every=15",
+            "--set", "eval_episodes=1", "--set", "save_video=false"]
+    assert main(args) == 0
+    for arm in ("finetune", "scratch"):
+        for seed in (1, 2):
+            config = json.loads((tmp_path / "cmp" / f"{arm}-s{seed}" / "config.json").read_text())
+            assert config["seed"] == seed and config["seed_actions"] == ("planner" if arm == "finetune" else "random")
+    scratch = load_checkpoint(tmp_path / "cmp" / "scratch-s1" / "agent.safetensors", device="cpu").agent
+    assert not scratch.tasks  # from scratch: a single-task model, nothing pretrained
+    with open(tmp_path / "cmp" / "curves.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {(r["arm"], r["step"]) for r in rows} == {(a, s) for a in ("finetune", "scratch") for s in ("15", "30")}
+    assert all(float(r["low"]) <= float(r["eval_return_iqm"]) <= float(r["high"]) for r in rows)
+    assert (tmp_path / "cmp" / "curves.html").exists()
+    capsys.readouterr()
+    assert main(args) == 0  # everything done: nothing retrained
+    assert capsys.readouterr().err.count(": done") == 4
