@@ -189,6 +189,20 @@ class MBDPO:
         return self.encode_batch([obs], None if task is None else [task])[0]
 
     @torch.no_grad()
+    def encode_observations(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Recorded observations [..., O] of the agent's task -> latents [..., L] in one pass (the analyses'
+        way in); a multi-task agent pads them and encodes them for its bound task."""
+        x = torch.as_tensor(np.asarray(obs, np.float32) if not isinstance(obs, torch.Tensor) else obs,
+                            device=self.device, dtype=torch.float32)
+        if not self.tasks:
+            return self.wm.encode(x)
+        task = self.task_index(None)
+        pad = self.obs_dim - x.shape[-1]
+        if pad:
+            x = torch.cat([x, x.new_zeros(*x.shape[:-1], pad)], -1)
+        return self.wm.encode(x, task)
+
+    @torch.no_grad()
     def encode_batch(self, observations, tasks: list | None = None) -> torch.Tensor:
         """Observations (one per episode) -> latents [B, L]; each checked at the boundary."""
         idx = [self.task_index(t) for t in (tasks or [None] * len(observations))]

@@ -173,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=_count(1), default=2)
     p.add_argument("--out", required=True)
     p.add_argument("--method", choices=["umap", "pca"], default="umap")
+    p.add_argument("--task", default=None, help="which task of a multi-task checkpoint")
     p.add_argument("--dims", type=int, choices=[2, 3], default=2)
     p.add_argument("--frames", action="store_true", help="also store rendered frames (96x96)")
     p.add_argument("--max-steps", type=_count(1), default=None, help="cut episodes after this many agent steps")
@@ -519,6 +520,19 @@ def _load_agent(name_or_path: str, device, overrides):
     return load_any(name_or_path, device=device, overrides=overrides)
 
 
+def _task_of(agent, checkpoint: str, task: str | None) -> str:
+    """The task a loaded agent acts for: a multi-task agent's is ``task`` (or the one it was fine-tuned on),
+    bound for the rest of the command; a single-task agent's is its own."""
+    if agent.tasks:
+        if task is None and agent.bound_task is None:
+            raise UsageError(f"{checkpoint} is multi-task: pass --task ({', '.join(t.name for t in agent.tasks)})")
+        agent.bound_task = agent.task_index(task if task is not None else agent.bound_task)
+        return agent.tasks[agent.bound_task].name
+    if task not in (None, agent.cfg.task):
+        raise UsageError(f"{checkpoint} was trained on {agent.cfg.task}; it cannot act on {task}")
+    return agent.cfg.task
+
+
 def cmd_eval(args) -> None:
     from .envs import MEASURE_SEED_OFFSET, make_env
     from .trainer import evaluate, seed_everything
@@ -529,14 +543,7 @@ def cmd_eval(args) -> None:
         check_video_output(args.video)
     ckpt = _load_agent(args.checkpoint, args.device, args.overrides)
     agent, cfg = ckpt.agent, ckpt.agent.cfg
-    task = cfg.task
-    if agent.tasks:  # a multi-task agent acts for the task asked (or the one it was fine-tuned on)
-        if args.task is None and agent.bound_task is None:
-            raise UsageError(f"{args.checkpoint} is multi-task: pass --task ({', '.join(t.name for t in agent.tasks)})")
-        agent.bound_task = agent.task_index(args.task if args.task is not None else agent.bound_task)
-        task = agent.tasks[agent.bound_task].name
-    elif args.task not in (None, cfg.task):
-        raise UsageError(f"{args.checkpoint} was trained on {cfg.task}; it cannot be evaluated on {args.task}")
+    task = _task_of(agent, args.checkpoint, args.task)
     seed_everything(args.seed)
     with make_env(task, seed=args.seed + MEASURE_SEED_OFFSET, action_repeat=cfg.action_repeat,
                   episode_length=cfg.episode_length) as env:
@@ -562,10 +569,11 @@ def cmd_latents(args) -> None:
 
     ckpt = _load_agent(args.checkpoint, args.device, [])
     cfg = ckpt.agent.cfg
+    task = _task_of(ckpt.agent, args.checkpoint, args.task)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with make_env(cfg.task, seed=args.seed + LATENTS_SEED_OFFSET, action_repeat=cfg.action_repeat,
+    with make_env(task, seed=args.seed + LATENTS_SEED_OFFSET, action_repeat=cfg.action_repeat,
                   episode_length=cfg.episode_length) as env:
         rollouts = collect_latents(ckpt.agent, env, args.episodes, frames=args.frames, max_steps=args.max_steps,
                                    seed=args.seed)
@@ -577,7 +585,7 @@ def cmd_latents(args) -> None:
     save_projection_png(proj, rollouts, out / "projection.png")
     metrics = [{"episode": i, "return": float(r.sum()), **structure_metrics(z)}
                for i, (z, r) in enumerate(zip(rollouts.latents, rollouts.rewards))]
-    summary = dict(task=cfg.task, episodes=args.episodes, points=rollouts.num_points,
+    summary = dict(task=task, episodes=args.episodes, points=rollouts.num_points,
                    imagined_points=int(sum(im.shape[0] * im.shape[1] for im in rollouts.imagined)),
                    collect_seconds=round(collect_s, 2), project_seconds=round(proj.fit_seconds, 2),
                    method=args.method, metrics=metrics, out=str(out))

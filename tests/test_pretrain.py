@@ -110,3 +110,7 @@ def test_the_command_line(tmp_path, capsys):
     assert "is multi-task: pass --task (cartpole-swingup, reacher-easy)" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", "cartpole-swingup", "--task", "reacher-easy"]) == 2
     assert "trained on cartpole-swingup" in capsys.readouterr().err
+    # and its latent paths are collected for one task
+    assert main(["latents", "--checkpoint", agent, "--task", "cartpole-swingup", "--episodes", "1", "--max-steps",
+                 "8", "--method", "pca", "--out", str(tmp_path / "lat")]) == 0
+    assert json.loads(capsys.readouterr().out)["task"] == "cartpole-swingup"

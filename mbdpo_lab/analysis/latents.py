@@ -71,7 +71,7 @@ def latents_of(agent: MBDPO, task: str, episodes: list[Episode], frame_size: int
     for ep in episodes:
         if ep.plans is None:
             raise ValueError("the episode was run without record=True: it holds no plans to imagine from")
-        z = agent.wm.encode(torch.as_tensor(ep.obs, device=agent.device))
+        z = agent.encode_observations(ep.obs)
         plans = torch.as_tensor(ep.plans, device=agent.device)
         branch = [z[:-1]]
         for h in range(plans.shape[1]):
