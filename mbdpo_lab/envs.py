@@ -99,6 +99,8 @@ class DMControlEnv:
         self._t = 0
         if self.manipulation:
             self.success = False
+            with _quiet_model_compiler():  # its initialiser's inverse kinematics retries, and logs each miss
+                return self._flatten(self._env.reset().observation)
         return self._flatten(self._env.reset().observation)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool]:
@@ -220,9 +222,10 @@ LATENTS_SEED_OFFSET = 30_000
 
 
 class _quiet_model_compiler:
-    """Hide one absl warning while dm_control compiles a model: MuJoCo 3.17 deprecates the
-    ``settotalmass`` attribute that dm_control's own walker and cheetah files use. It is theirs to
-    change, not the user's, and in a notebook its red text reads as a failure. Other messages pass."""
+    """Hide two absl warnings of dm_control's own: MuJoCo 3.17 deprecates the ``settotalmass`` attribute
+    that its walker and cheetah files use, and the Jaco tasks' initialiser logs every inverse-kinematics
+    attempt that misses before one fits. They are theirs to change, not the user's, and in a notebook their
+    red text reads as a failure. Other messages pass."""
 
     def __enter__(self):
         import logging
@@ -235,7 +238,8 @@ class _quiet_model_compiler:
 
     @staticmethod
     def _drop(record) -> bool:
-        return "settotalmass" not in record.getMessage()
+        message = record.getMessage()
+        return "settotalmass" not in message and "Failed to converge after" not in message
 
 
 def make_env(task: str, seed: int = 0, action_repeat: int = 2, episode_length: int = 500) -> DMControlEnv:
