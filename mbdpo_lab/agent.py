@@ -20,7 +20,6 @@ from .config import Config
 from .errors import ConfigError, ObservationError, TrainingDiverged
 from .planner import (DiffusionPlanner, EpisodeBatchReturn, MPPIPlanner, PlanResult, PolicyActor, ScoreOnlyPlanner,
                       WorldModelReturn, shift_warm_start)
-from .nn import rows_apart
 from .world_model import FusedStepHeads, WorldModel
 
 PLANNERS = ("diffusion", "mppi", "policy", "score")
@@ -207,13 +206,8 @@ class MBDPO:
         """Observations (one per episode) -> latents [B, L]; each checked at the boundary."""
         idx = [self.task_index(t) for t in (tasks or [None] * len(observations))]
         arr = np.stack([self.check_observation(o, t) for o, t in zip(observations, idx)])
-        x = torch.as_tensor(arr, device=self.device)
-        ctx = self.wm.context(idx) if self.tasks else None
-        if ctx is not None:
-            x = torch.cat([x, ctx[:, :self.wm.task_dim]], -1)
-        z = rows_apart(self.wm.encoder, x[:, None])[:, 0]  # each as alone
-        if ctx is not None:
-            z = torch.cat([z, ctx], -1)
+        task = torch.as_tensor(idx, device=self.device)[:, None] if self.tasks else None
+        z = self.wm.encode(torch.as_tensor(arr, device=self.device)[:, None], task, apart=True)[:, 0]  # each as alone
         if not bool(torch.isfinite(z).all()):
             if not all(bool(torch.isfinite(p).all()) for p in self.wm.encoder.parameters()):
                 raise TrainingDiverged("the encoder's weights are not finite (a diverged run?); load an earlier "

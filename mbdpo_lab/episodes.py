@@ -120,6 +120,11 @@ class StateFrames(Sequence):
         return frames if dtype is None else frames.astype(dtype)
 
 
+def _action_size(agent, task=None) -> int:
+    """The action entries the environment takes (a multi-task model plans padded actions)."""
+    return agent.action_size(task) if hasattr(agent, "action_size") else getattr(agent, "act_dim", 0)
+
+
 def run_episode(agent, env, generator: torch.Generator | None = None, *, planner: str | None = None,
                 trace: bool = False, max_steps: int | None = None,
                 frame_size: int | tuple[int, int] | None = None, final_frame: bool = False,
@@ -134,7 +139,7 @@ def run_episode(agent, env, generator: torch.Generator | None = None, *, planner
     ``record`` keeps every final plan and the simulator state (see the module's docstring).
     """
     size = (frame_size, frame_size) if isinstance(frame_size, int) else frame_size
-    act_dim = agent.action_size() if hasattr(agent, "action_size") else getattr(agent, "act_dim", 0)
+    act_dim = _action_size(agent)
     obs_l, act_l, rew_l, ms_l, frames, warm, plans, states = [], [], [], [], [], [], [], []
     render_error, stopped = "", False
 
@@ -229,7 +234,7 @@ def run_episodes(agent, envs: list, generators: list, *, planner: str | None = N
     """
     size = (frame_size, frame_size) if isinstance(frame_size, int) else frame_size
     n = len(envs)
-    act_dim = agent.action_size(task) if hasattr(agent, "action_size") else getattr(agent, "act_dim", 0)
+    act_dim = _action_size(agent, task)
     obs = [env.reset() for env in envs]
     previous: list[torch.Tensor | None] = [None] * n
     obs_l, act_l, rew_l, ms_l = ([[] for _ in range(n)] for _ in range(4))

@@ -173,16 +173,19 @@ class WorldModel(nn.Module):
         return torch.cat([z_next, z[..., self.latent_dim:]], dim=-1) if self.num_tasks else z_next
 
     # --- predictions ----------------------------------------------------------------------
-    def encode(self, obs: torch.Tensor, task: torch.Tensor | int | None = None) -> torch.Tensor:
+    def encode(self, obs: torch.Tensor, task: torch.Tensor | int | None = None, apart: bool = False
+               ) -> torch.Tensor:
         """obs [..., O] -> z [..., L]; a multi-task model needs ``task`` (one index, or one per row of the
-        last batch dimension, e.g. [B] for obs [H, B, O]) and returns [z, e, mask]."""
+        last batch dimension, e.g. [B] for obs [H, B, O]) and returns [z, e, mask]. ``apart``: obs [B, N, O]
+        are B episodes, each computed as it would be alone (`rows_apart`)."""
+        encoder = (lambda x: rows_apart(self.encoder, x)) if apart else self.encoder
         if not self.num_tasks:
-            return self.encoder(obs)
+            return encoder(obs)
         if task is None:
             raise ValueError("a multi-task world model encodes an observation for a task: pass task=")
         ctx = self.context(task)
         ctx = ctx.expand(*obs.shape[:-1], ctx.shape[-1])
-        return torch.cat([self.encoder(torch.cat([obs, ctx[..., :self.task_dim]], dim=-1)), ctx], dim=-1)
+        return torch.cat([encoder(torch.cat([obs, ctx[..., :self.task_dim]], dim=-1)), ctx], dim=-1)
 
     def next(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """z [N, L], a [N, A] -> z' [N, L]; or [B, N, ...] for episodes in lock-step (`rows_apart`)."""

@@ -53,64 +53,68 @@ def _widget_ids(outputs) -> list[str]:
 def execute_lesson(path: Path, work: Path, fast: bool = True, timeout_s: int = 900) -> tuple[object, Lesson]:
     """Run one notebook top to bottom in a fresh kernel (cwd ``work``) and freeze its widgets."""
     import nbformat
-    from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    ids, shots = _run(nb, path.name, work, fast, timeout_s)
+    lesson = Lesson(path=path, title=_title(nb), seconds=time.perf_counter() - start, widgets=len(ids))
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in (_static_output(out, shots, lesson) for out in cell.outputs) if o]
+    nb.metadata.pop("widgets", None)
+    return nb, lesson
+
+
+def _run(nb, name: str, work: Path, fast: bool, timeout_s: int) -> tuple[list[str], dict[str, str]]:
+    """Execute every cell, then, in the same kernel, draw each displayed widget's final state: the widgets'
+    model ids and {model id: static HTML}."""
+    import nbformat
+    from nbclient import NotebookClient
+
     env = dict(os.environ, MBDPO_FAST="1" if fast else "0", MPLBACKEND="Agg", OMP_NUM_THREADS="1")
     client = NotebookClient(nb, timeout=timeout_s, kernel_name="python3", allow_errors=True,
                             resources={"metadata": {"path": str(work)}})
-    start = time.perf_counter()
+    shots_path = Path(tempfile.mkstemp(suffix=".json", dir=work)[1])
     with client.setup_kernel(env=env):
         client.wait_for_reply(client.kc.kernel_info())
         for index, cell in enumerate(nb.cells):
             client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
-        code_outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-        ids = _widget_ids(code_outputs)
-        shots_path = Path(tempfile.mkstemp(suffix=".json", dir=work)[1])
-        snap = nbformat.v4.new_code_cell(
-            "from mbdpo_lab.widgets.snapshot import write_snapshots\n"
-            f"write_snapshots({json.dumps(ids)}, {json.dumps(str(shots_path))})")
+        ids = _widget_ids([o for c in nb.cells if c.cell_type == "code" for o in c.outputs])
+        snap = nbformat.v4.new_code_cell("from mbdpo_lab.widgets.snapshot import write_snapshots\n"
+                                         f"write_snapshots({json.dumps(ids)}, {json.dumps(str(shots_path))})")
         nb.cells.append(snap)
         try:
             client.execute_cell(snap, len(nb.cells) - 1)
         finally:
             nb.cells.pop()
-    seconds = time.perf_counter() - start
     shots = json.loads(shots_path.read_text()) if shots_path.stat().st_size else {}
     shots_path.unlink()
-    if any(o.get("output_type") == "error" for o in snap.outputs):
-        raise LessonFailed(f"{path.name}: the widgets could not be drawn as static pages: "
-                        f"{[o.get('evalue') for o in snap.outputs if o.get('output_type') == 'error']}")
-    lesson = Lesson(path=path, title=_title(nb), seconds=seconds, widgets=len(ids))
-    from .snapshot import ERROR_CLASS
+    errors = [o.get("evalue") for o in snap.outputs if o.get("output_type") == "error"]
+    if errors:
+        raise LessonFailed(f"{name}: the widgets could not be drawn as static pages: {errors}")
+    return ids, shots
 
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        kept = []
-        for out in cell.outputs:
-            if out.get("output_type") == "error":
-                lesson.errors.append(f"{out.get('ename')}: {out.get('evalue')}")
-            if out.get("output_type") in ("display_data", "execute_result") and WIDGET_VIEW in out.get("data", {}):
-                html = shots.get(out["data"][WIDGET_VIEW]["model_id"], "")
-                if ERROR_CLASS in html:
-                    lesson.errors.append("an error inside a widget's output")
-                if not html:
-                    continue  # nothing to see without a kernel (e.g. a widget that only holds controls' state)
-                out = copy.deepcopy(out)
-                out["data"] = {"text/html": html}
-            elif PLOTLY_JSON in out.get("data", {}):  # fig.show(): a plotly.js div (the page loads plotly.js)
-                import plotly.graph_objects as go
 
-                out = copy.deepcopy(out)
-                spec = out["data"][PLOTLY_JSON]
-                fig = go.Figure({k: spec[k] for k in ("data", "layout", "frames") if k in spec})
-                out["data"] = {"text/html": fig.to_html(full_html=False, include_plotlyjs=False,
-                                                         config=spec.get("config"))}
-            kept.append(out)
-        cell.outputs = kept
-    nb.metadata.pop("widgets", None)
-    return nb, lesson
+def _static_output(out: dict, shots: dict[str, str], lesson: Lesson) -> dict | None:
+    """One output as a page shows it: a widget as its frozen HTML (None when there is nothing to see), a
+    plotly figure as a div; errors are noted on ``lesson``."""
+    from nbformat import from_dict
+
+    from .snapshot import ERROR_CLASS, figure_div
+
+    data = out.get("data", {})
+    if out.get("output_type") == "error":
+        lesson.errors.append(f"{out.get('ename')}: {out.get('evalue')}")
+    if out.get("output_type") in ("display_data", "execute_result") and WIDGET_VIEW in data:
+        html = shots.get(data[WIDGET_VIEW]["model_id"], "")
+        if ERROR_CLASS in html:
+            lesson.errors.append("an error inside a widget's output")
+        return from_dict({**copy.deepcopy(out), "data": {"text/html": html}}) if html else None
+    if PLOTLY_JSON in data:  # fig.show()
+        spec = data[PLOTLY_JSON]
+        fig = {k: spec[k] for k in ("data", "layout", "frames") if k in spec}
+        return from_dict({**copy.deepcopy(out), "data": {"text/html": figure_div(fig, spec.get("config"))}})
+    return out
 
 
 # Sphinx settings of the book (written into the source folder, so `sphinx-build` can be rerun by hand).

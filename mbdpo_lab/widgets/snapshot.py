@@ -31,13 +31,17 @@ def _description(w: W.Widget) -> str:
     return f"<span class='mbdpo-static-label'>{html.escape(text)}</span> " if text else ""
 
 
-def _figure_html(fig: Any) -> str:
+def figure_div(fig: Any, config: dict | None = None) -> str:
+    """A plotly figure (or its JSON spec) as a div that draws with the page's own plotly.js."""
     import plotly.graph_objects as go
 
+    return go.Figure(fig).to_html(full_html=False, include_plotlyjs=False, config=config)
+
+
+def _figure_html(fig: Any) -> str:
     if not fig.data:
         return ""  # an empty figure waits for data that the live lesson would bring; the book leaves it out
-    config = dict(getattr(fig, "_config", None) or {}, responsive=True)  # as the lesson set it (e.g. no toolbar)
-    return go.Figure(fig).to_html(full_html=False, include_plotlyjs=False, config=config)
+    return figure_div(fig, dict(getattr(fig, "_config", None) or {}, responsive=True))  # the lesson's config
 
 
 def _media(data: bytes, kind: str, fmt: str, attrs: str = "") -> str:
