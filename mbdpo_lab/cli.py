@@ -60,6 +60,15 @@ def _add_compare_anchor(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _add_run_flags(p, out_help: str) -> None:
+    """The flags every training command shares: seed, device, the run directory, resume, progress bar."""
+    p.add_argument("--seed", type=_count(0), default=1)
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mbdpo-lab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,13 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default="cartpole-swingup")
     p.add_argument("--preset", default="cpu")
     p.add_argument("--steps", type=_count(0), default=None, help="environment steps, one act + one update each (default: the preset's)")
-    p.add_argument("--seed", type=_count(0), default=1)
-    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--out", required=True, help="run directory (config.json, metrics.csv, checkpoints, videos)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    _add_run_flags(p, "run directory (config.json, metrics.csv, checkpoints, videos)")
     p.add_argument("--save-replay", default=None, metavar="DIR",
                    help="when training ends, keep the whole replay as an offline dataset in DIR")
-    p.add_argument("--no-progress", action="store_true")
     _add_set(p)
 
     p = sub.add_parser("pretrain", help="offline multi-task pretraining on a dataset (updates only, per-task evaluation)",
@@ -90,11 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="dataset folder (card.json and chunks); on --resume the run's own")
     p.add_argument("--preset", default="cpu")
     p.add_argument("--updates", type=_count(1), default=None, help="gradient updates (default: the preset's steps)")
-    p.add_argument("--seed", type=_count(0), default=1)
-    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--out", required=True, help="run directory (config.json, metrics.csv, checkpoints)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--no-progress", action="store_true")
+    _add_run_flags(p, "run directory (config.json, metrics.csv, checkpoints)")
     _add_set(p)
 
     p = sub.add_parser("finetune", help="offline-to-online: fine-tune a pretrained multi-task agent on a new task",
@@ -105,11 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", default=None, help="the new task (mbdpo-lab tasks)")
     p.add_argument("--source", default=None, help="the pretraining task whose embedding it starts from")
     p.add_argument("--steps", type=_count(1), default=None, help="online environment steps (default: the config's)")
-    p.add_argument("--seed", type=_count(0), default=1)
-    p.add_argument("--device", default=None)
-    p.add_argument("--out", required=True, help="run directory (as `train`'s: resume, dashboards and curves read it)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--no-progress", action="store_true")
+    _add_run_flags(p, "run directory (as `train`'s: resume, dashboards and curves read it)")
     _add_set(p)
 
     p = sub.add_parser("offline-to-online", help="fine-tuned vs from scratch on a new task, over seeds (curves)",
