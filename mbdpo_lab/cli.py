@@ -165,8 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     _add_set(p)
 
-    p = sub.add_parser("latents", help="collect latent paths of a checkpoint and project them (UMAP/PCA)")
-    p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint or a pretrained name")
+    p = sub.add_parser("latents", help="collect latent paths of a checkpoint and project them (UMAP/PCA)",
+                       description="With several checkpoints, each goes to OUT/<name>/ and their contrast (gaits "
+                                   "beside goal-directed tasks, one projection each) to OUT/contrast.html and .png.")
+    p.add_argument("--checkpoint", required=True, nargs="+",
+                   help="one or more .safetensors checkpoints or pretrained names")
     p.add_argument("--episodes", type=_count(1), default=2)
     p.add_argument("--out", required=True)
     p.add_argument("--method", choices=["umap", "pca"], default="umap")
@@ -557,17 +560,15 @@ def cmd_eval(args) -> None:
     print(json.dumps(out))
 
 
-def cmd_latents(args) -> None:
+def _latents_of_one(ckpt, task: str, args, out: Path) -> tuple[object, dict]:
+    """Collect, save and project one loaded checkpoint's latent paths into ``out``; (rollouts, summary)."""
     import time
 
     from .analysis import collect_latents, project, structure_metrics
     from .analysis.figures import save_projection_html, save_projection_png
     from .envs import LATENTS_SEED_OFFSET, make_env
 
-    ckpt = _load_agent(args.checkpoint, args.device, [])
     cfg = ckpt.agent.cfg
-    task = _task_of(ckpt.agent, args.checkpoint, args.task)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with make_env(task, seed=args.seed + LATENTS_SEED_OFFSET, action_repeat=cfg.action_repeat,
@@ -587,7 +588,34 @@ def cmd_latents(args) -> None:
                    collect_seconds=round(collect_s, 2), project_seconds=round(proj.fit_seconds, 2),
                    method=args.method, metrics=metrics, out=str(out))
     (out / "metrics.json").write_text(json.dumps(summary, indent=2))
-    print(json.dumps(summary))
+    return rollouts, summary
+
+
+def cmd_latents(args) -> None:
+    out = Path(args.out)
+    loaded = {}  # name -> (checkpoint, task): all load before anything is written
+    for checkpoint in args.checkpoint:
+        ckpt = _load_agent(checkpoint, args.device, [])
+        task = _task_of(ckpt.agent, checkpoint, args.task)
+        name = Path(checkpoint).parent.name if checkpoint.endswith(".safetensors") else checkpoint
+        name = name if name and name not in loaded else f"{name or task}-{len(loaded)}"
+        loaded[name] = (ckpt, task)
+    if len(loaded) == 1:
+        (ckpt, task), = loaded.values()
+        print(json.dumps(_latents_of_one(ckpt, task, args, out)[1]))
+        return
+    from .analysis.contrast import contrast_figure, contrast_panels, save_contrast_png
+
+    rollouts = {name: _latents_of_one(ckpt, task, args, out / name)[0] for name, (ckpt, task) in loaded.items()}
+    summaries = {name: str(out / name) for name in rollouts}
+    panels = contrast_panels(rollouts, list(rollouts), method=args.method, seed=args.seed)
+    contrast_figure(panels).write_html(str(out / "contrast.html"), include_plotlyjs=True)
+    save_contrast_png(panels, out / "contrast.png")
+    rows = {p.name: dict(kind=p.kind, shown=p.why, out=summaries[p.name],
+                         **{f"{k}_{stat}": round(v, 4) for k in ("cyclicity", "goal_directedness")
+                            for stat, v in zip(("mean", "std"), p.summary(k))}) for p in panels}
+    (out / "contrast.json").write_text(json.dumps(rows, indent=2))
+    print(json.dumps(dict(agents=rows, html=str(out / "contrast.html"), png=str(out / "contrast.png"))))
 
 
 def cmd_export(args) -> None:

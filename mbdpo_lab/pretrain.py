@@ -215,7 +215,23 @@ class Pretrainer:
         trainer.updates = int(ckpt.meta["updates"])
         trainer._wall_start -= float(ckpt.meta.get("wall_time", 0.0))
         set_aside_rows_after(out_dir / "metrics.csv", trainer.updates, key="update")
+        trainer.last_eval = _eval_from_metrics(out_dir / "metrics.csv", ckpt.meta.get("eval_update"))
         _seed(cfg.seed + trainer.updates)
         trainer.data.rng = np.random.default_rng(cfg.seed + trainer.updates)
         return trainer
 
+
+def _eval_from_metrics(path: Path, update: int | None) -> dict[str, Any] | None:
+    """The evaluation at ``update`` as `Pretrainer.evaluate` returned it, read back from metrics.csv (None if
+    it is not all there): a resumed finished run need not evaluate again."""
+    import csv
+
+    if update is None or not path.exists():
+        return None
+    with open(path, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["kind"] == "eval" and r["update"] and int(r["update"]) == update]
+    overall = [r for r in rows if r["task"] == "all"]
+    if not overall:
+        return None
+    tasks = {r["task"]: (float(r["eval_return"]), float(r["eval_return_std"])) for r in rows if r["task"] != "all"}
+    return {"update": update, "normalised_score": float(overall[-1]["normalised_score"]), "tasks": tasks}

@@ -42,6 +42,7 @@ CASES = [
     (["eval", "--checkpoint", "cartpole-swingup", "--video", "{tmp}/v.gif"], "name it something.mp4"),
     (["train", "--preset", "tiny", "--out", "{file}"], "is a file"),
     (["latents", "--checkpoint", "cartpole-swingup", "--out", "{file}"], "is a file"),
+    (["latents", "--checkpoint", "cartpole-swingup", "nosuch", "--out", "{tmp}/l"], "checkpoint not found: nosuch"),
     (["train", "--out", "{tmp}", "--resume"], "nothing to resume"),
     (["eval", "--checkpoint", "cartpole-swingup", "--device", "banana"], "device must be auto, cpu, cuda"),
     (["train", "--out", "{tmp}/r", "--set", "device=cuda:99"], "cuda:99"),

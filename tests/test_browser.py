@@ -49,15 +49,16 @@ def _move_level_slider(page) -> None:
 
 
 def _switch_projection(page) -> None:
-    """The latent explorer to PCA and back: a live fit from a control's callback."""
+    """The latent contrast, then the detailed explorer, to PCA and back: live fits from a control's callback."""
     explorer = page.locator(".jp-OutputArea-child:has(.widget-slider:has-text('time step'))").first
     explorer.scroll_into_view_if_needed()
-    plot = explorer.locator(".js-plotly-plot").first
-    before = _plot_data(plot)
-    explorer.locator("button:has-text('pca')").first.click()
-    assert _wait_for_change(lambda: _plot_data(plot), before), "switching to PCA did not redraw the projection"
-    explorer.locator("button:has-text('umap')").first.click()
-    time.sleep(2)
+    for which in (0, 1):  # the contrast on top, the one-agent view below
+        plot = explorer.locator(".js-plotly-plot").nth(which)
+        before = _plot_data(plot)
+        explorer.locator("button:has-text('pca')").nth(which).click()
+        assert _wait_for_change(lambda: _plot_data(plot), before), f"switching plot {which} to PCA did not redraw it"
+        explorer.locator("button:has-text('umap')").nth(which).click()
+        time.sleep(2)
 
 
 def _show_a_solution(page) -> None:

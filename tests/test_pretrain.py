@@ -80,6 +80,17 @@ def test_a_resumed_run_continues_at_its_update_with_its_optimiser(tmp_path):
     assert [r["update"] for r in rows if r["kind"] == "eval" and r["task"] == "all"] == ["10", "20"]
 
 
+def test_a_finished_run_resumed_keeps_its_final_evaluation_and_does_not_evaluate_again(tmp_path, monkeypatch):
+    data = _dataset(tmp_path / "data")
+    first = Pretrainer(_cfg(), data, tmp_path / "run").run()
+    resumed = Pretrainer.resume_from(tmp_path / "run")
+    back, was = resumed.last_eval, first.last_eval
+    assert back["update"] == 20 and back["normalised_score"] == pytest.approx(was["normalised_score"])
+    assert {t: pytest.approx(v) for t, v in back["tasks"].items()} == was["tasks"]
+    monkeypatch.setattr(Pretrainer, "evaluate", lambda *a, **k: pytest.fail("evaluated a finished run again"))
+    assert resumed.run().last_eval["tasks"].keys() == set(TASKS)
+
+
 def test_a_run_refuses_to_resume_on_another_dataset(tmp_path):
     data = _dataset(tmp_path / "data")
     other = _dataset(tmp_path / "other", seed=1)

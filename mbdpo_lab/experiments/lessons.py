@@ -73,11 +73,15 @@ def _record(folder: Path, agent_name: str, env_seed: int, episodes: int, budget:
 
 
 def _project(folder: Path, agent_name: str, agent, recorded: list) -> None:
+    from ..analysis.contrast import contrast_cut
     from ..analysis.latents import latents_of
     from ..analysis.projection import project
 
     rollouts = latents_of(agent, agent.cfg.task, recorded, frame_size=None)
     project(rollouts, method="umap", dims=2, seed=0, progress=False).save(folder / f"projection-{agent_name}.npz")
+    if len(rollouts.latents) > 1:  # the contrast view's projection of the structure windows, too
+        cut = contrast_cut(rollouts)[1]
+        project(cut, method="umap", dims=2, seed=0, progress=False).save(folder / f"contrast-{agent_name}.npz")
 
 
 def _build_tour(folder: Path, budget: Budget) -> None:
@@ -152,7 +156,8 @@ class LessonData:
 
     def latents(self, agents=None, frame_size: int = 96) -> dict:
         """agent -> LatentRollouts recomputed from the recordings (frames on demand); the shipped UMAP of
-        each is remembered, so the explorer opens without a fit."""
+        each (and of its contrast windows) is remembered, so the explorer opens without a fit."""
+        from ..analysis.contrast import contrast_cut
         from ..analysis.latents import latents_of
         from ..analysis.projection import Projection, remember
 
@@ -164,6 +169,9 @@ class LessonData:
             projection = self.folder / f"projection-{name}.npz"
             if projection.exists():
                 remember(rollouts, Projection.load(projection))
+            contrast = self.folder / f"contrast-{name}.npz"
+            if contrast.exists():
+                remember(contrast_cut(rollouts)[1], Projection.load(contrast))
             out[name] = rollouts
         return out
 

@@ -1,7 +1,9 @@
 """LatentExplorer: UMAP/PCA views of real and imagined latent paths, with frames and metrics.
 
-Reads `LatentRollouts` (from `mbdpo_lab.analysis.collect_latents` or a saved npz) and a cached
-`Projection`; changing colour, episode or time never refits the projection.
+With several agents it opens on their contrast (`LatentContrast`: gaits beside goal-directed tasks, the
+paper's picture, no control needed); below it one agent in detail. Reads `LatentRollouts` (from
+`mbdpo_lab.analysis.collect_latents` or a saved npz) and a cached `Projection`; changing colour,
+episode or time never refits the projection.
 """
 from __future__ import annotations
 
@@ -51,8 +53,11 @@ class LatentExplorer:
     """Interactive explorer over one or several tasks' rollouts (dict task -> LatentRollouts)."""
 
     def __init__(self, rollouts: LatentRollouts | dict[str, LatentRollouts], method: str = "umap",
-                 dims: int = 2, seed: int = 0):
+                 dims: int = 2, seed: int = 0, contrast: bool | None = None):
+        """``contrast``: show `LatentContrast` on top (default: when there are several agents)."""
         import ipywidgets as W
+
+        from .latent_contrast import LatentContrast
 
         self.rollouts = rollouts if isinstance(rollouts, dict) else {rollouts.task: rollouts}
         self.seed = seed
@@ -91,7 +96,14 @@ class LatentExplorer:
         self.save_button.on_click(lambda _b: self.export())
         self.saved = W.HTML()
         controls.children = (*controls.children, self.save_dir, self.save_button, self.saved)
-        self.widget = W.VBox([W.HBox([W.VBox([self.figure, self.time]), controls]), self.status, self.metrics])
+        detail = [W.HBox([W.VBox([self.figure, self.time]), controls]), self.status, self.metrics]
+        show_contrast = len(self.rollouts) > 1 if contrast is None else contrast
+        self.contrast = LatentContrast(self.rollouts, method=method, seed=seed) if show_contrast else None
+        if self.contrast is not None:
+            heading = "<h4 style='margin:14px 0 4px'>{}</h4>"
+            detail = [W.HTML(heading.format("All agents at a glance")), self.contrast.widget,
+                      W.HTML(heading.format("One agent in detail: every step, every imagined branch")), *detail]
+        self.widget = W.VBox(detail)
         self._set_episodes()
         self._redraw()
 

@@ -1,0 +1,215 @@
+"""The paper's latent picture at a glance: gait agents beside goal-directed ones, one panel each.
+
+Whole episodes hide the structure: a gait revisits its loop dozens of times (hundreds of crossing
+lines) and a reach spends most of its episode jittering at the goal. So each panel shows the part of
+every episode that carries the structure, and says which part:
+
+- a **cyclic** task (a gait) from the end of its start-up transient for a few periods (its measured
+  period, or a fixed span when the path has no cycle);
+- a **goal** task (a reach, a manipulation) from the start to the first step that earns nearly full
+  reward, plus a few steps (the whole episode when it never gets there);
+- any other task, the whole episode.
+
+One projection per agent, fitted on its windows' real latents; imagined branches placed with it. The
+metrics printed beside each panel are those of the *whole* episodes, in the full latent space
+(`structure.py`), as mean and standard deviation over episodes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .latents import LatentRollouts
+from .projection import Projection, project
+from .structure import CYCLIC, latent_structure_per_episode
+
+CYCLIC_TASKS = {"walk", "run", "hop", "trot", "swim"}  # the task part of a gait's name (walker-walk, cheetah-run)
+GOAL_DOMAINS = {"reacher", "jaco", "finger", "manipulator", "point-mass", "fish"}
+SETTLE_STEPS = 100  # a gait's start-up transient (standing up, first strides), skipped
+PERIODS = 4  # periods of a gait shown
+NO_CYCLE_SPAN = 40  # steps shown of a gait-task path without a measured cycle
+GOAL_REWARD = 0.9  # a step earning this much (of 1) has reached the goal
+AFTER_GOAL = 10  # steps shown after the goal is first reached
+
+
+def task_kind(task: str) -> str:
+    """'cyclic', 'goal' or 'other', from the task's name (``domain-task``)."""
+    domain, _, name = task.rpartition("-")
+    if not domain:
+        return "other"
+    if name in CYCLIC_TASKS:
+        return "cyclic"
+    if domain.split("-")[0] in GOAL_DOMAINS or domain in GOAL_DOMAINS:
+        return "goal"
+    return "other"
+
+
+def structure_window(kind: str, rewards: np.ndarray, length: int, period: float | None = None) -> tuple[int, int, str]:
+    """(start, stop, why) of the latents [start:stop] that carry an episode's structure (``length`` latents)."""
+    if kind == "cyclic":
+        start = min(SETTLE_STEPS, length // 2)
+        span = int(round(PERIODS * period)) + 1 if period else NO_CYCLE_SPAN
+        stop = min(length, start + span)
+        what = f"{PERIODS} periods of {period:.0f} steps" if period else f"{NO_CYCLE_SPAN} steps (no cycle measured)"
+        return start, stop, f"steps {start}-{stop - 1}: {what} after the first {start}"
+    if kind == "goal":
+        reached = np.nonzero(np.asarray(rewards) >= GOAL_REWARD)[0]
+        if len(reached) == 0:
+            return 0, length, "the whole episode: the goal was never reached"
+        stop = min(length, int(reached[0]) + 1 + AFTER_GOAL)
+        return 0, stop, f"steps 0-{stop - 1}: from the start to the goal (step {reached[0]}) and {AFTER_GOAL} more"
+    return 0, length, "the whole episode"
+
+
+def window_rollouts(rollouts: LatentRollouts, windows: list[tuple[int, int]]) -> LatentRollouts:
+    """The same episodes cut to their windows (imagined branches of the steps inside them)."""
+    cut = LatentRollouts(task=rollouts.task, latents=[], imagined=[], rewards=[], actions=[])
+    for i, (a, b) in enumerate(windows):
+        steps = slice(a, max(a, min(b, len(rollouts.rewards[i]))))  # latents have one more entry than steps
+        cut.latents.append(rollouts.latents[i][a:b])
+        cut.imagined.append(rollouts.imagined[i][steps])
+        cut.rewards.append(rollouts.rewards[i][steps])
+        cut.actions.append(rollouts.actions[i][steps])
+    return cut
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, np.float64)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+@dataclass
+class ContrastPanel:
+    """One agent's panel: its windows, their projection, and the whole episodes' metrics."""
+
+    name: str
+    kind: str
+    rollouts: LatentRollouts  # cut to the windows
+    windows: list[tuple[int, int]]
+    why: list[str]  # per episode, which steps are shown and why
+    projection: Projection
+    metrics: list[dict[str, float]]  # per whole episode (structure.latent_structure_per_episode)
+
+    def summary(self, key: str) -> tuple[float, float]:
+        """Mean and standard deviation over episodes of one metric."""
+        return _mean_std([m[key] for m in self.metrics])
+
+    def caption(self) -> str:
+        (c, cs), (g, gs) = self.summary("cyclicity"), self.summary("goal_directedness")
+        return f"cyclicity {c:.2f} ± {cs:.2f} · goal-directedness {g:.2f} ± {gs:.2f} (n={len(self.metrics)})"
+
+
+def contrast_agents(rollouts: dict[str, LatentRollouts]) -> list[str]:
+    """The agents the contrast shows by default: the cyclic ones, then the goal-directed ones (all when
+    there are not both kinds)."""
+    kinds = {name: task_kind(r.task) for name, r in rollouts.items()}
+    chosen = [n for n in rollouts if kinds[n] == "cyclic"] + [n for n in rollouts if kinds[n] == "goal"]
+    return chosen if {"cyclic", "goal"} <= set(kinds.values()) else list(rollouts)
+
+
+def contrast_cut(rollouts: LatentRollouts) -> tuple[str, LatentRollouts, list[tuple[int, int]], list[str],
+                                                     list[dict[str, float]]]:
+    """(kind, the episodes cut to their windows, the windows, why each, the whole episodes' metrics)."""
+    kind = task_kind(rollouts.task)
+    metrics = latent_structure_per_episode(rollouts)
+    periods = [m["period"] for m in metrics if m["cyclicity"] > CYCLIC and m["period"] == m["period"]]
+    period = float(np.median(periods)) if periods else None
+    cuts = [structure_window(kind, r, len(z), period) for z, r in zip(rollouts.latents, rollouts.rewards)]
+    windows = [(a, b) for a, b, _ in cuts]
+    return kind, window_rollouts(rollouts, windows), windows, [w for _, _, w in cuts], metrics
+
+
+def contrast_panel(name: str, rollouts: LatentRollouts, method: str = "umap", seed: int = 0,
+                   progress: bool = False) -> ContrastPanel:
+    """One agent's panel: its episodes cut to their windows and projected (cached, as `project`)."""
+    kind, cut, windows, why, metrics = contrast_cut(rollouts)
+    return ContrastPanel(name, kind, cut, windows, why, project(cut, method=method, dims=2, seed=seed,
+                                                                  progress=progress), metrics)
+
+
+def contrast_panels(rollouts: dict[str, LatentRollouts], agents: list[str] | None = None, method: str = "umap",
+                    seed: int = 0, progress: bool = False) -> list[ContrastPanel]:
+    """One panel per agent (default: `contrast_agents`), each with its own projection of its windows."""
+    return [contrast_panel(name, rollouts[name], method, seed, progress) for name in agents or contrast_agents(rollouts)]
+
+
+def _branch_segments(branches: np.ndarray, stride: int) -> np.ndarray:
+    """Imagined branches [n, H+1, 2] every ``stride`` steps, joined with NaN breaks for one line trace."""
+    if len(branches) == 0:
+        return np.zeros((0, 2))
+    return np.concatenate([np.concatenate([b, np.full((1, b.shape[1]), np.nan)]) for b in branches[::stride]])
+
+
+def contrast_figure(panels: list[ContrastPanel], show_imagined: bool = True, imagined_stride: int = 3,
+                    height: int = 460):
+    """Side-by-side plotly figure: per panel every episode's window coloured by time (start: circle, end:
+    star), imagined branches in red, the whole episodes' metrics under the title."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    titles = [f"<b>{p.name}</b> ({p.kind})<br><span style='font-size:11px'>{p.caption()}</span>" for p in panels]
+    fig = make_subplots(rows=1, cols=max(1, len(panels)), subplot_titles=titles, horizontal_spacing=0.05)
+    for col, panel in enumerate(panels, start=1):
+        proj = panel.projection
+        for ep, pts in enumerate(proj.real):
+            a = panel.windows[ep][0]
+            steps = np.arange(a, a + len(pts))
+            fig.add_trace(go.Scatter(
+                x=pts[:, 0], y=pts[:, 1], mode="lines+markers", name=f"{panel.name} episode {ep}",
+                line=dict(color="rgba(110,110,110,0.55)", width=1.5),
+                marker=dict(size=6, color=np.arange(len(pts)), colorscale="Viridis", showscale=False),
+                hovertext=[f"{panel.name} ep {ep} step {t}" for t in steps], hoverinfo="text", showlegend=False),
+                row=1, col=col)
+            ends = go.Scatter(x=pts[[0, -1], 0], y=pts[[0, -1], 1], mode="markers", showlegend=False,
+                              marker=dict(symbol=["circle-open", "star"], size=[13, 15], color="black",
+                                          line=dict(width=2)),
+                              hovertext=[f"ep {ep} start (step {steps[0]})", f"ep {ep} end (step {steps[-1]})"],
+                              hoverinfo="text")
+            fig.add_trace(ends, row=1, col=col)
+            if show_imagined:
+                seg = _branch_segments(proj.imagined[ep], imagined_stride)
+                if len(seg):
+                    fig.add_trace(go.Scatter(x=seg[:, 0], y=seg[:, 1], mode="lines", hoverinfo="skip",
+                                             line=dict(color="rgba(220,60,60,0.6)", width=1.5), showlegend=False),
+                                  row=1, col=col)
+        fig.update_xaxes(showticklabels=False, row=1, col=col)
+        fig.update_yaxes(showticklabels=False, row=1, col=col)
+    method = panels[0].projection.method.upper() if panels else ""
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=90, b=40),
+                      title=dict(text=f"Latent paths, {method} per agent: circle = start, star = end, "
+                                      f"colour = time, red = imagined plans", font=dict(size=13)))
+    for ann in fig.layout.annotations:
+        ann.font.size = 12
+    return fig
+
+
+def save_contrast_png(panels: list[ContrastPanel], path, show_imagined: bool = True, imagined_stride: int = 3):
+    """The same view as a static PNG (matplotlib), for a paper or a slide."""
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5 * max(1, len(panels)), 5), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        for ep, pts in enumerate(panel.projection.real):
+            if show_imagined:
+                seg = _branch_segments(panel.projection.imagined[ep], imagined_stride)
+                if len(seg):
+                    ax.plot(seg[:, 0], seg[:, 1], color="tab:red", alpha=0.5, lw=1)
+            ax.plot(pts[:, 0], pts[:, 1], color="0.5", lw=0.8)
+            ax.scatter(pts[:, 0], pts[:, 1], c=np.arange(len(pts)), cmap="viridis", s=12, zorder=3)
+            ax.scatter(*pts[0], s=90, facecolors="none", edgecolors="k", zorder=4)
+            ax.scatter(*pts[-1], s=140, marker="*", color="k", zorder=4)
+        ax.set_title(f"{panel.name} ({panel.kind})\n{panel.caption()}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"Latent paths ({panels[0].projection.method.upper() if panels else ''} per agent): "
+                 "circle start, star end, colour time, red imagined plans", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
