@@ -95,9 +95,9 @@ class ContrastPanel:
         """Mean and standard deviation over episodes of one metric."""
         return _mean_std([m[key] for m in self.metrics])
 
-    def caption(self) -> str:
+    def caption(self, sep: str = " · ") -> str:
         (c, cs), (g, gs) = self.summary("cyclicity"), self.summary("goal_directedness")
-        return f"cyclicity {c:.2f} ± {cs:.2f} · goal-directedness {g:.2f} ± {gs:.2f} (n={len(self.metrics)})"
+        return f"cyclicity {c:.2f} ± {cs:.2f}{sep}goal-directedness {g:.2f} ± {gs:.2f} (n={len(self.metrics)})"
 
 
 def contrast_agents(rollouts: dict[str, LatentRollouts]) -> list[str]:
@@ -141,15 +141,15 @@ def _branch_segments(branches: np.ndarray, stride: int) -> np.ndarray:
     return np.concatenate([np.concatenate([b, np.full((1, b.shape[1]), np.nan)]) for b in branches[::stride]])
 
 
-def contrast_figure(panels: list[ContrastPanel], show_imagined: bool = True, imagined_stride: int = 3,
-                    height: int = 460):
+def contrast_figure(panels: list[ContrastPanel], show_imagined: bool = True, imagined_stride: int = 6,
+                    panel_width: int = 300, height: int = 470):
     """Side-by-side plotly figure: per panel every episode's window coloured by time (start: circle, end:
     star), imagined branches in red, the whole episodes' metrics under the title."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    titles = [f"<b>{p.name}</b> ({p.kind})<br><span style='font-size:11px'>{p.caption()}</span>" for p in panels]
-    fig = make_subplots(rows=1, cols=max(1, len(panels)), subplot_titles=titles, horizontal_spacing=0.05)
+    titles = [f"<b>{p.name}</b> ({p.kind})<br><span style='font-size:11px'>{p.caption('<br>')}</span>" for p in panels]
+    fig = make_subplots(rows=1, cols=max(1, len(panels)), subplot_titles=titles, horizontal_spacing=0.04)
     for col, panel in enumerate(panels, start=1):
         proj = panel.projection
         for ep, pts in enumerate(proj.real):
@@ -171,12 +171,12 @@ def contrast_figure(panels: list[ContrastPanel], show_imagined: bool = True, ima
                 seg = _branch_segments(proj.imagined[ep], imagined_stride)
                 if len(seg):
                     fig.add_trace(go.Scatter(x=seg[:, 0], y=seg[:, 1], mode="lines", hoverinfo="skip",
-                                             line=dict(color="rgba(220,60,60,0.6)", width=1.5), showlegend=False),
+                                             line=dict(color="rgba(220,60,60,0.45)", width=1), showlegend=False),
                                   row=1, col=col)
         fig.update_xaxes(showticklabels=False, row=1, col=col)
         fig.update_yaxes(showticklabels=False, row=1, col=col)
     method = panels[0].projection.method.upper() if panels else ""
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=90, b=40),
+    fig.update_layout(height=height, width=panel_width * max(1, len(panels)) + 40, margin=dict(l=10, r=10, t=110, b=20),
                       title=dict(text=f"Latent paths, {method} per agent: circle = start, star = end, "
                                       f"colour = time, red = imagined plans", font=dict(size=13)))
     for ann in fig.layout.annotations:
@@ -184,7 +184,7 @@ def contrast_figure(panels: list[ContrastPanel], show_imagined: bool = True, ima
     return fig
 
 
-def save_contrast_png(panels: list[ContrastPanel], path, show_imagined: bool = True, imagined_stride: int = 3):
+def save_contrast_png(panels: list[ContrastPanel], path, show_imagined: bool = True, imagined_stride: int = 6):
     """The same view as a static PNG (matplotlib), for a paper or a slide."""
     from pathlib import Path
 
@@ -204,7 +204,7 @@ def save_contrast_png(panels: list[ContrastPanel], path, show_imagined: bool = T
             ax.scatter(pts[:, 0], pts[:, 1], c=np.arange(len(pts)), cmap="viridis", s=12, zorder=3)
             ax.scatter(*pts[0], s=90, facecolors="none", edgecolors="k", zorder=4)
             ax.scatter(*pts[-1], s=140, marker="*", color="k", zorder=4)
-        ax.set_title(f"{panel.name} ({panel.kind})\n{panel.caption()}", fontsize=9)
+        ax.set_title(f"{panel.name} ({panel.kind})\n{panel.caption(chr(10))}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"Latent paths ({panels[0].projection.method.upper() if panels else ''} per agent): "

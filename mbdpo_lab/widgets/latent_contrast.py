@@ -24,7 +24,7 @@ class LatentContrast:
         self.show_imagined = W.Checkbox(value=True, description="imagined branches")
         self.save_dir = W.Text(value="latent-views", description="save to", layout=W.Layout(width="260px"),
                                style={"description_width": "60px"})
-        self.save_button = W.Button(description="save HTML + PNG", icon="download",
+        self.save_button = W.Button(description="save HTML + PNG", icon="download", layout=W.Layout(width="170px"),
                                     tooltip="this view as a standalone interactive HTML file and a PNG")
         self.save_button.on_click(lambda _b: self.export())
         self.saved = W.HTML()
