@@ -173,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=_count(1), default=2)
     p.add_argument("--out", required=True)
     p.add_argument("--method", choices=["umap", "pca"], default="umap")
-    p.add_argument("--task", default=None, help="which task of a multi-task checkpoint")
+    p.add_argument("--task", default=None, help="which task of a multi-task checkpoint; 'all': every task of it, "
+                                                "each to OUT/<task>/ and all in one map (OUT/tasks.html, .png)")
     p.add_argument("--dims", type=int, choices=[2, 3], default=2)
     p.add_argument("--frames", action="store_true", help="also store rendered frames (96x96)")
     p.add_argument("--max-steps", type=_count(1), default=None, help="cut episodes after this many agent steps")
@@ -591,8 +592,32 @@ def _latents_of_one(ckpt, task: str, args, out: Path) -> tuple[object, dict]:
     return rollouts, summary
 
 
+def _latents_of_all_tasks(args, out: Path) -> None:
+    """`latents --task all`: a multi-task checkpoint's every task, each on its own and all in one map."""
+    from .analysis.task_map import acting_for, save_task_map_png, task_map_figure, task_projection
+
+    if len(args.checkpoint) != 1:
+        raise UsageError("--task all takes one multi-task checkpoint")
+    ckpt = _load_agent(args.checkpoint[0], args.device, [])
+    if not ckpt.agent.tasks:
+        raise UsageError(f"{args.checkpoint[0]} is single-task ({ckpt.agent.cfg.task}); --task all needs a multi-task "
+                         "checkpoint (`mbdpo-lab pretrain`)")
+    rollouts = {}
+    for spec in ckpt.agent.tasks:
+        with acting_for(ckpt.agent, spec.name):
+            rollouts[spec.name] = _latents_of_one(ckpt, spec.name, args, out / spec.name)[0]
+    projection, labels = task_projection(rollouts, method=args.method, seed=args.seed)
+    task_map_figure(projection, labels).write_html(str(out / "tasks.html"), include_plotlyjs=True)
+    save_task_map_png(projection, labels, out / "tasks.png")
+    print(json.dumps(dict(tasks=list(rollouts), episodes=args.episodes, html=str(out / "tasks.html"),
+                          png=str(out / "tasks.png"), fit_seconds=round(projection.fit_seconds, 2))))
+
+
 def cmd_latents(args) -> None:
     out = Path(args.out)
+    if args.task == "all":
+        _latents_of_all_tasks(args, out)
+        return
     loaded = {}  # name -> (checkpoint, task): all load before anything is written
     for checkpoint in args.checkpoint:
         ckpt = _load_agent(checkpoint, args.device, [])

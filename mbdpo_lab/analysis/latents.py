@@ -77,8 +77,9 @@ def latents_of(agent: MBDPO, task: str, episodes: list[Episode], frame_size: int
         for h in range(plans.shape[1]):
             branch.append(agent.wm.next(branch[-1], plans[:, h]))
         branches = torch.stack(branch, 1)  # [T, H+1, L]
-        out.latents.append(z.float().cpu().numpy())
-        out.imagined.append(branches.float().cpu().numpy())
+        # the state latent only: a multi-task latent carries its task context after it, the same at every step
+        out.latents.append(agent.wm.latent(z).float().cpu().numpy())
+        out.imagined.append(agent.wm.latent(branches).float().cpu().numpy())
         out.rewards.append(np.asarray(ep.rewards, np.float32))
         out.actions.append(np.asarray(ep.actions, np.float32))
         if frame_size and ep.states is not None:
