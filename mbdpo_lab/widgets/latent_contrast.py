@@ -11,6 +11,7 @@ from pathlib import Path
 from ..analysis import LatentRollouts
 from ..analysis.contrast import ContrastPanel, contrast_figure, contrast_panels, save_contrast_png
 from ..analysis.figures import PLOT_CONFIG
+from .view_saver import ViewSaver
 
 
 class LatentContrast:
@@ -22,12 +23,8 @@ class LatentContrast:
         self.rollouts, self.agents, self.seed = rollouts, agents, seed
         self.method = W.ToggleButtons(options=["umap", "pca"], value=method, description="projection")
         self.show_imagined = W.Checkbox(value=True, description="imagined branches")
-        self.save_dir = W.Text(value="latent-views", description="save to", layout=W.Layout(width="260px"),
-                               style={"description_width": "60px"})
-        self.save_button = W.Button(description="save HTML + PNG", icon="download", layout=W.Layout(width="170px"),
-                                    tooltip="this view as a standalone interactive HTML file and a PNG")
-        self.save_button.on_click(lambda _b: self.export())
-        self.saved = W.HTML()
+        self.saver = ViewSaver(self.export, width="260px", button_width="170px")
+        self.save_dir, self.save_button, self.saved = self.saver.folder, self.saver.button, self.saver.saved
         self.status = W.HTML()
         self.windows = W.HTML()
         self.figure = go.FigureWidget()
@@ -59,16 +56,9 @@ class LatentContrast:
 
     def export(self, folder: str | Path | None = None) -> tuple[Path, Path]:
         """The view as a standalone interactive HTML file (plotly inlined, opens offline) and a PNG."""
-        import plotly.graph_objects as go
-
-        folder = Path(folder or self.save_dir.value or ".")
-        folder.mkdir(parents=True, exist_ok=True)
-        stem = folder / f"contrast-{self.method.value}"
-        html_path, png_path = stem.with_suffix(".html"), stem.with_suffix(".png")
-        go.Figure(self.figure).write_html(str(html_path), include_plotlyjs=True, full_html=True)
-        save_contrast_png(self.panels(), png_path, show_imagined=self.show_imagined.value)
-        self.saved.value = f"<span style='color:#1b7f3b'>saved {html_path.name} and {png_path.name}</span>"
-        return html_path, png_path
+        return self.saver.write(self.figure, f"contrast-{self.method.value}",
+                                lambda png: save_contrast_png(self.panels(), png, show_imagined=self.show_imagined.value),
+                                folder)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

@@ -13,6 +13,7 @@ from ..analysis import LatentRollouts, Projection, project
 from ..analysis.figures import figure_widget, path_traces
 from ..analysis.structure import CYCLIC, latent_structure_per_episode, period_text
 from ..rendering import frame_png
+from .view_saver import ViewSaver
 
 
 METRIC_NOTES = {
@@ -89,12 +90,8 @@ class LatentExplorer:
         controls = W.VBox([self.task_picker, self.method, self.dims, self.color_by, self.show_imagined,
                            self.connect, self.episode, self.frame],
                           layout=W.Layout(width="260px", flex="0 0 260px"))
-        self.save_dir = W.Text(value="latent-views", description="save to", layout=W.Layout(width="250px"),
-                               style={"description_width": "70px"})
-        self.save_button = W.Button(description="save HTML + PNG", icon="download", layout=W.Layout(width="250px"),
-                                    tooltip="this view as a standalone interactive HTML file and a PNG")
-        self.save_button.on_click(lambda _b: self.export())
-        self.saved = W.HTML()
+        self.saver = ViewSaver(self.export)
+        self.save_dir, self.save_button, self.saved = self.saver.folder, self.saver.button, self.saver.saved
         controls.children = (*controls.children, self.save_dir, self.save_button, self.saved)
         detail = [W.HBox([W.VBox([self.figure, self.time]), controls]), self.status, self.metrics]
         show_contrast = len(self.rollouts) > 1 if contrast is None else contrast
@@ -165,20 +162,11 @@ class LatentExplorer:
             self.frame.value = frame_png(frames[ep][min(t, len(frames[ep]) - 1)])
 
     def export(self, folder: str | Path | None = None) -> tuple[Path, Path]:
-        """The current view as a standalone interactive HTML file (plotly inlined: it opens offline, for a
-        paper's supplement or a slide) and a PNG; returns their paths."""
-        import plotly.graph_objects as go
-
+        """The current view as a standalone interactive HTML file (plotly inlined: it opens offline) and a PNG."""
         from ..analysis.figures import save_projection_png
 
-        folder = Path(folder or self.save_dir.value or ".")
-        folder.mkdir(parents=True, exist_ok=True)
-        stem = folder / f"{self.task_picker.value}-{self.method.value}-{self.dims.value}d"
-        html_path, png_path = stem.with_suffix(".html"), stem.with_suffix(".png")
-        go.Figure(self.figure).write_html(str(html_path), include_plotlyjs=True, full_html=True)
-        save_projection_png(self.projection(), self.current, png_path)
-        self.saved.value = f"<span style='color:#1b7f3b'>saved {html_path.name} and {png_path.name}</span>"
-        return html_path, png_path
+        return self.saver.write(self.figure, f"{self.task_picker.value}-{self.method.value}-{self.dims.value}d",
+                                lambda png: save_projection_png(self.projection(), self.current, png), folder)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
