@@ -205,6 +205,22 @@ def _model_sizes_table() -> str:
     return sizes_table(obs_dim=24, act_dim=6, num_tasks=30)
 
 
+def scaling_table(data_dir: Path) -> str:
+    """The scaling study (`mbdpo-lab scaling`'s scaling.csv): per size its parameters, updates, normalised
+    score and every task's return (mean ± std over the evaluation episodes)."""
+    rows = _csv_rows(data_dir / "scaling.csv")
+    tasks = list(dict.fromkeys(r["task"] for r in rows if r["task"] != "all"))
+    sizes = sorted({r["size"]: int(r["parameters"]) for r in rows}.items(), key=lambda kv: kv[1])
+    body = []
+    for size, params in sizes:
+        mine = {r["task"]: r for r in rows if r["size"] == size}
+        body.append([f"`{size}`", f"{params:,}", f"{int(mine['all']['updates']):,}",
+                     f"**{float(mine['all']['normalised_score']):.1f}**",
+                     *[_mean_std(mine[t]["eval_return"], mine[t]["eval_return_std"]) if t in mine else "–"
+                       for t in tasks]])
+    return _markdown(["size", "parameters", "updates", "normalised score", *tasks], body)
+
+
 def csv_table(path: Path) -> str:
     """A table kept as a CSV of its cells (header first): investigations whose cells mix numbers and notes."""
     with open(path, newline="") as fh:
@@ -235,6 +251,7 @@ GENERATED: dict[tuple[str, str], Callable[[], str]] = {
     ("docs/algorithm.md", "fidelity"): lambda: fidelity_table(DOCS_DATA),
     ("docs/algorithm.md", "score-policy"): lambda: score_policy_table(DOCS_DATA),
     ("docs/algorithm.md", "model-sizes"): _model_sizes_table,
+    ("docs/results.md", "scaling"): lambda: scaling_table(DOCS_DATA),
     **{(page, name): (lambda name=name: csv_table(DOCS_DATA / "tables" / f"{name}.csv"))
        for name, page in CSV_TABLES.items()},
 }

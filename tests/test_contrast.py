@@ -72,6 +72,14 @@ def test_the_contrast_puts_gaits_beside_goals_and_its_numbers_tell_them_apart(tm
     assert save_contrast_png([gait, reach], tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_panel_draws_a_few_episodes_and_measures_them_all():
+    from mbdpo_lab.analysis.contrast import SHOWN_EPISODES, contrast_panel
+
+    panel = contrast_panel("walker-walk", _gait_and_reach(episodes=SHOWN_EPISODES + 2)["walker-walk"], method="pca")
+    assert len(panel.projection.real) == len(panel.windows) == SHOWN_EPISODES
+    assert len(panel.metrics) == SHOWN_EPISODES + 2 and f"n={SHOWN_EPISODES + 2}" in panel.caption()
+
+
 def test_the_contrast_widget_opens_on_the_view_and_saves_it(tmp_path):
     from mbdpo_lab.widgets.latent_explorer import LatentExplorer
 

@@ -31,6 +31,7 @@ PERIODS = 4  # periods of a gait shown
 NO_CYCLE_SPAN = 40  # steps shown of a gait-task path without a measured cycle
 GOAL_REWARD = 0.9  # a step earning this much (of 1) has reached the goal
 AFTER_GOAL = 10  # steps shown after the goal is first reached
+SHOWN_EPISODES = 3  # episodes drawn per panel (more read as clutter); the metrics use every episode
 
 
 def task_kind(task: str) -> str:
@@ -110,12 +111,14 @@ def contrast_agents(rollouts: dict[str, LatentRollouts]) -> list[str]:
 
 def contrast_cut(rollouts: LatentRollouts) -> tuple[str, LatentRollouts, list[tuple[int, int]], list[str],
                                                      list[dict[str, float]]]:
-    """(kind, the episodes cut to their windows, the windows, why each, the whole episodes' metrics)."""
+    """(kind, the first `SHOWN_EPISODES` episodes cut to their windows, the windows, why each, and the
+    metrics of every whole episode)."""
     kind = task_kind(rollouts.task)
     metrics = latent_structure_per_episode(rollouts)
     periods = [m["period"] for m in metrics if m["cyclicity"] > CYCLIC and m["period"] == m["period"]]
     period = float(np.median(periods)) if periods else None
-    cuts = [structure_window(kind, r, len(z), period) for z, r in zip(rollouts.latents, rollouts.rewards)]
+    shown = zip(rollouts.latents[:SHOWN_EPISODES], rollouts.rewards[:SHOWN_EPISODES])
+    cuts = [structure_window(kind, r, len(z), period) for z, r in shown]
     windows = [(a, b) for a, b, _ in cuts]
     return kind, window_rollouts(rollouts, windows), windows, [w for _, _, w in cuts], metrics
 
