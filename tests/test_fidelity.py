@@ -32,6 +32,7 @@ def test_rows_measure_both_variants_alike_and_merge(runs, capsys):
     for r in rows:
         assert r["steps"] == "300" and 0 <= float(r["f_accuracy"]) <= 1 and 0 <= float(r["f_auc_uniform"]) <= 1
         assert math.isfinite(float(r["overestimation"])) and float(r["f_std_data"]) >= 0
+        assert float(r["state_nn_distance"]) >= 0 and float(r["prior_distance"]) >= 0  # drift, from the replay
     text = fidelity_table(runs)
     assert "| cartpole-swingup | release | 1 | 0k |" in text and text.count("\n") == 3
 

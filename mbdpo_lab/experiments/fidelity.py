@@ -1,8 +1,9 @@
 """What the release's rules do, measured: runs of the two variants on the same tasks and seeds.
 
 `measure_run` reads one run directory (its evaluation curve from ``metrics.csv``; its final agent and
-replay) and adds F's separation (`analysis.anchoring.energy_separation`) and the value over-estimation
-of compare-anchor (`analysis.anchoring.evaluation_metrics`), so every variant is scored the same way.
+replay) and adds F's separation (`analysis.anchoring.energy_separation`), and the value over-estimation
+and action drift (from the run's replay, and from its prior) of compare-anchor
+(`analysis.anchoring.evaluation_metrics`), so every variant and every eta is scored the same way.
 Rows go to ``docs/data/fidelity.csv``, from which docs/algorithm.md's table is generated.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ..trainer import replay_path
 
 COLUMNS = ["run", "task", "variant", "eta", "seed", "steps", "eval_10k", "eval_20k", "eval_30k", "eval_episodes",
            "f_accuracy", "f_auc_uniform", "f_std_data", "overestimation", "q_overestimation", "measure_return",
-           "measure_episodes"]
+           "measure_episodes", "state_nn_distance", "prior_distance"]
 
 
 def measure_run(run_dir: str | Path, episodes: int = 5, seed: int = 0) -> dict[str, Any]:
@@ -38,13 +39,15 @@ def measure_run(run_dir: str | Path, episodes: int = 5, seed: int = 0) -> dict[s
                                eval_episodes=cfg.eval_episodes, measure_episodes=episodes)
     for k in (10, 20, 30):
         row[f"eval_{k}k"] = curve.get(k * 1000, "")
-    row.update(energy_separation(agent, BehaviourData.load(replay_path(run_dir), max_rows=4096, seed=seed), seed))
+    behaviour = BehaviourData.load(replay_path(run_dir), max_rows=4096, seed=seed)
+    row.update(energy_separation(agent, behaviour, seed))
     with make_env(cfg.task, seed=seed + MEASURE_SEED_OFFSET, action_repeat=cfg.action_repeat,
                   episode_length=cfg.episode_length) as env:
         rollouts = collect_anchor_rollouts(agent, env, episodes=episodes, seed=seed, branch_prior=False)
-    metrics = evaluation_metrics(rollouts)
+    metrics = evaluation_metrics(rollouts, behaviour)  # drift: measured against the run's own replay
     row.update(overestimation=metrics["overestimation"], q_overestimation=metrics["q_overestimation"],
-               measure_return=metrics["return"])
+               measure_return=metrics["return"], state_nn_distance=metrics["state_nn_distance"],
+               prior_distance=metrics["prior_distance"])
     return row
 
 
