@@ -29,7 +29,9 @@ GOAL_DOMAINS = {"reacher", "jaco", "finger", "manipulator", "point-mass", "fish"
 SETTLE_STEPS = 100  # a gait's start-up transient (standing up, first strides), skipped
 PERIODS = 4  # periods of a gait shown
 NO_CYCLE_SPAN = 40  # steps shown of a gait-task path without a measured cycle
-GOAL_REWARD = 0.9  # a step earning this much (of 1) has reached the goal
+# an agent step (its control steps' rewards summed) earning this much has reached the goal: the goal tasks'
+# rewards are in [0, 1] per control step and (nearly) 1 only at the goal
+GOAL_REWARD = 0.9
 AFTER_GOAL = 10  # steps shown after the goal is first reached
 SHOWN_EPISODES = 3  # episodes drawn per panel (more read as clutter); the metrics use every episode
 
