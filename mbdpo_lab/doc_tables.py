@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from .checkpoint import PRETRAINED_DIR, read_manifest
+from .data import data_dir
 from .reference import reference_curve
 
 
@@ -229,6 +230,7 @@ def csv_table(path: Path) -> str:
 
 
 DOCS_DATA = Path(__file__).resolve().parent.parent / "docs" / "data"
+RESULTS = data_dir("results")  # measured results the lessons read too, so they ship with the package
 # docs/data/tables/NAME.csv fills the block table:NAME of this page
 CSV_TABLES: dict[str, str] = {
     "bench-history": "docs/performance.md", "torch-compile": "docs/performance.md",
@@ -251,7 +253,7 @@ GENERATED: dict[tuple[str, str], Callable[[], str]] = {
     ("docs/algorithm.md", "fidelity"): lambda: fidelity_table(DOCS_DATA),
     ("docs/algorithm.md", "score-policy"): lambda: score_policy_table(DOCS_DATA),
     ("docs/algorithm.md", "model-sizes"): _model_sizes_table,
-    ("docs/results.md", "scaling"): lambda: scaling_table(DOCS_DATA),
+    ("docs/results.md", "scaling"): lambda: scaling_table(RESULTS),
     **{(page, name): (lambda name=name: csv_table(DOCS_DATA / "tables" / f"{name}.csv"))
        for name, page in CSV_TABLES.items()},
 }

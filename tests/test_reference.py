@@ -80,6 +80,31 @@ def test_learning_curves_share_a_panel_per_task(tmp_path):
     assert width == round(3 * 5.2 * 110) and height == round(2 * 3.8 * 110)
 
 
+def test_a_goal_directed_task_draws_its_success_rate_beside_its_return(tmp_path):
+    import json
+
+    from mbdpo_lab.analysis.curves import learning_curves_figure, read_success_curve
+
+    run = tmp_path / "jaco"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"task": "jaco-reach-site", "eta": 0.01}))
+    (run / "metrics.csv").write_text("step,kind,episode_return,eval_return,eval_return_std,eval_success\n"
+                                     "125,episode,3,,,\n1000,eval,,40,5,0.2\n2000,eval,,180,9,0.8\n")
+    steps, success = read_success_curve(run)
+    assert list(steps) == [1000, 2000] and list(success) == [0.2, 0.8]
+    fig = learning_curves_figure([run])
+    ret, twin = fig.axes
+    assert ret.get_ylim()[1] == 250  # 250 control steps of at most 1 reward each
+    assert twin.get_ylabel() == "success rate" and list(twin.lines[0].get_ydata()) == [0.2, 0.8]
+    assert "success rate" in [t.get_text() for t in ret.get_legend().get_texts()]
+    other = tmp_path / "cartpole"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"task": "cartpole-swingup"}))
+    (other / "metrics.csv").write_text("step,kind,episode_return,eval_return,eval_return_std,eval_success\n"
+                                       "1000,eval,,100,5,\n")
+    assert read_success_curve(other) is None and len(learning_curves_figure([other]).axes) == 1
+
+
 def test_curve_labels_name_what_differs_between_runs_of_a_panel():
     from mbdpo_lab.analysis.curves import run_labels
 

@@ -21,6 +21,18 @@ def read_eval_curve(run_dir: str | Path) -> tuple[str, np.ndarray, np.ndarray, n
     return task, steps, np.array([by_step[s][0] for s in steps]), np.array([by_step[s][1] for s in steps])
 
 
+def read_success_curve(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(env steps, success rate of the evaluation episodes) of a goal-directed task's run; None for a task
+    without a success signal."""
+    rows = [r for r in csv.DictReader(open(Path(run_dir) / "metrics.csv"))
+            if r["kind"] == "eval" and r.get("eval_success") not in (None, "")]
+    if not rows:
+        return None
+    by_step = {int(r["step"]): float(r["eval_success"]) for r in rows}
+    steps = np.array(sorted(by_step))
+    return steps, np.array([by_step[s] for s in steps])
+
+
 _LABEL_PARTS = {"variant": lambda v: f"{v} variant", "eta": lambda v: f"eta={v:g}",
                 "energy_negatives": lambda v: f"{v} rule", "num_envs": lambda v: f"{v} envs",
                 "updates_per_env_step": lambda v: f"{v:g} updates/step", "seed": lambda v: f"seed {v}"}
@@ -119,12 +131,22 @@ def _has_eval(run: Path) -> bool:
 
 
 def plot_runs(run_dirs: list[str | Path], out: str | Path, max_step: int = 100_000) -> Path:
-    """One panel per task: our eval return vs the published MBDPO and TD-MPC2 curves.
+    """`learning_curves_figure` saved as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = learning_curves_figure(run_dirs, max_step)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return Path(out)
+
+
+def learning_curves_figure(run_dirs: list[str | Path], max_step: int = 100_000):
+    """One panel per task: our eval return vs the published MBDPO and TD-MPC2 curves (matplotlib figure).
 
     Runs of the same task (e.g. agents that differ only in eta) share a panel. Runs that differ only in
     their seed are one arm: its IQM over seeds with a 95% stratified-bootstrap band (rliable); a single
     run shows its mean +- std over evaluation episodes. The first run of a task also draws its training
-    episodes.
+    episodes. A goal-directed task's success rate has its own axis on the right.
     """
     import json
 
@@ -133,6 +155,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, max_step: int = 100_0
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ..envs import natural_episode_length
     from ..reference import reference_curves
 
     configs = {run: json.loads((run / "config.json").read_text()) for run in map(Path, run_dirs)}
@@ -164,10 +187,20 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, max_step: int = 100_0
             label = labels[group[0]].split(", seed ")[0] + f" (IQM of {len(group)} seeds, 95% CI)"
             ax.plot(steps, iqm, marker=marker, color=colour, label=label)
             ax.fill_between(steps, low, high, color=colour, alpha=0.2, linewidth=0)
-        ax.set(title=task, xlabel="environment steps", ylabel="eval return", xlim=(0, max_step), ylim=(0, 1000))
+        best = natural_episode_length(task, action_repeat=1)  # control steps: at most 1 reward each
+        ax.set(title=task, xlabel="environment steps", ylabel="eval return", xlim=(0, max_step), ylim=(0, best))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        handles, names = ax.get_legend_handles_labels()
+        success = [(r, read_success_curve(r)) for r in runs]
+        if any(c is not None for _, c in success):  # a goal-directed task: success rate on its own axis
+            twin = ax.twinx()
+            for i, (run, curve) in enumerate(success):
+                if curve is not None:
+                    twin.plot(*curve, linestyle="--", color="tab:blue", alpha=0.5 + 0.5 / (i + 1),
+                              label="success rate" + (f" ({run.name})" if len(runs) > 1 else ""))
+            twin.set(ylim=(0, 1.05), ylabel="success rate")
+            more, more_names = twin.get_legend_handles_labels()
+            handles, names = handles + more, names + more_names
+        ax.legend(handles, names, fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return Path(out)
+    return fig

@@ -1,4 +1,5 @@
-"""Data shipped inside the package: pretrained agents (``pretrained/``) and published curves (``reference/``).
+"""Data shipped inside the package: pretrained agents (``pretrained/``), published curves (``reference/``),
+lesson data (``lessons/``) and our measured results that lessons show (``results/``, each with its command).
 
 Found through `importlib.resources`, so a wheel install (``pip install mbdpo-lab``, ``pip install
 git+...``) carries them as well as an editable checkout does.
