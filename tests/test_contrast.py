@@ -119,3 +119,12 @@ def test_latents_with_several_checkpoints_writes_their_contrast(tmp_path):
     for name in ("contrast.html", "contrast.png", "contrast.json", "walker-walk/latents.npz",
                  "reacher-easy/projection.png"):
         assert (out / name).stat().st_size > 0
+
+
+def test_the_shipped_latent_lesson_opens_its_contrast_without_a_fit():
+    from mbdpo_lab.experiments.lessons import lesson
+
+    rollouts = lesson("latents", quiet=True).latents(frame_size=None)
+    panels = contrast_panels(rollouts)
+    assert [p.kind for p in panels] == ["cyclic", "cyclic", "goal"]
+    assert all(p.projection.precomputed for p in panels)  # the UMAPs made with the lesson data

@@ -72,14 +72,15 @@ def _record(folder: Path, agent_name: str, env_seed: int, episodes: int, budget:
     return agent, recorded
 
 
-def _project(folder: Path, agent_name: str, agent, recorded: list) -> None:
+def _project(folder: Path, agent_name: str, agent, recorded: list, contrast: bool = False) -> None:
+    """The UMAP of the recorded episodes' latents; ``contrast``: also that of their contrast windows."""
     from ..analysis.contrast import contrast_cut
     from ..analysis.latents import latents_of
     from ..analysis.projection import project
 
     rollouts = latents_of(agent, agent.cfg.task, recorded, frame_size=None)
     project(rollouts, method="umap", dims=2, seed=0, progress=False).save(folder / f"projection-{agent_name}.npz")
-    if len(rollouts.latents) > 1:  # the contrast view's projection of the structure windows, too
+    if contrast:
         cut = contrast_cut(rollouts)[1]
         project(cut, method="umap", dims=2, seed=0, progress=False).save(folder / f"contrast-{agent_name}.npz")
 
@@ -103,7 +104,7 @@ LATENT_AGENTS = ("walker-walk", "cheetah-run", "reacher-easy", "cartpole-swingup
 
 def _build_latents(folder: Path, budget: Budget) -> None:
     for name in LATENT_AGENTS:
-        _project(folder, name, *_record(folder, name, env_seed=7, episodes=2, budget=budget))
+        _project(folder, name, *_record(folder, name, env_seed=7, episodes=2, budget=budget), contrast=True)
 
 
 ANCHOR_PAIR = ("cartpole-swingup-eta0", "cartpole-swingup")
