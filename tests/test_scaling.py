@@ -49,3 +49,24 @@ def test_the_command_line(capsys, tmp_path):
     assert "unknown size 'huge'" in capsys.readouterr().err
     assert main(["scaling", "--out", str(tmp_path / "x")]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_the_docs_table_of_a_scaling_study_lists_sizes_by_parameters(tmp_path):
+    import csv
+
+    from mbdpo_lab.doc_tables import scaling_table
+    from mbdpo_lab.experiments.scaling import COLUMNS
+
+    rows = [dict(size="m", parameters=900, updates=10, task="walker-walk", eval_return=30.5, eval_return_std=2.0,
+                 normalised_score=3.05),
+            dict(size="m", parameters=900, updates=10, task="all", normalised_score=3.05),
+            dict(size="xs", parameters=70, updates=10, task="walker-walk", eval_return=10.0, eval_return_std=1.0,
+                 normalised_score=1.0),
+            dict(size="xs", parameters=70, updates=10, task="all", normalised_score=1.0)]
+    with open(tmp_path / "scaling.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = scaling_table(tmp_path).splitlines()
+    assert lines[0] == "| size | parameters | updates | normalised score | walker-walk |"
+    assert lines[2] == "| `xs` | 70 | 10 | **1.0** | 10.0 ± 1.0 |" and lines[3].startswith("| `m` | 900 |")
