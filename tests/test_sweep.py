@@ -78,6 +78,7 @@ def test_a_rerun_skips_finished_trials_and_refuses_another_sweep_in_the_same_fol
     results = run_sweep(s, tmp_path, num_cpus=1)
     assert [r["name"] for r in results] == [t.name for t in s.trials()]
     assert results[0]["pid"] != results[1]["pid"]
+    assert results[1]["niceness"] == os.nice(0)  # a Ray worker, yet not starved below the sweep (Ray's default: +15)
     rows = list(csv.DictReader(open(tmp_path / "sweep_results.csv")))
     assert len(rows) == 2
     with pytest.raises(UsageError, match="another sweep"):
