@@ -26,6 +26,13 @@ def test_every_size_trains_for_the_same_updates_and_lands_in_one_csv(tmp_path):
     assert {r["updates"] for r in rows} == {"4"}
     xs, s = (int(next(r for r in rows if r["size"] == k)["parameters"]) for k in ("xs", "s"))
     assert xs < s
+    # a size stopped before its first checkpoint starts clean (no rows of the lost attempt)
+    (tmp_path / "study" / "size-m").mkdir()
+    (tmp_path / "study" / "size-m" / "metrics.csv").write_text("update,kind\n3,train\n")
+    scaling.run_sizes(data, ["m"], 2, tmp_path / "study", episodes=1, overrides=tiny, report=lambda m: None)
+    with open(tmp_path / "study" / "size-m" / "metrics.csv") as fh:
+        updates = [line.split(",")[0] for line in fh.read().splitlines()[1:]]
+    assert "3" not in updates and updates[-1] == "2"
     # run again with more updates: each size resumes where it stopped
     path = scaling.run_sizes(data, ["xs"], 6, tmp_path / "study", episodes=1, overrides=tiny, report=lambda m: None)
     assert {r["updates"] for r in scaling.read_rows(path)} == {"6"}

@@ -9,6 +9,7 @@ row per task, and `scaling_figure` draws the normalised score against parameters
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,6 +36,8 @@ def run_sizes(data_dir: str | Path, sizes: list[str], updates: int, out: str | P
         if (run_dir / "checkpoints" / "last.safetensors").exists():
             trainer = Pretrainer.resume_from(run_dir, data_dir, updates=updates)
         else:
+            if run_dir.exists():  # stopped before its first checkpoint: its rows describe nothing kept
+                shutil.rmtree(run_dir)
             trainer = Pretrainer(size_config(size, base, values), data_dir, run_dir)
         params = trainer.agent.wm.num_params()
         report(f"size {size}: {params:,} parameters, {trainer.updates}/{updates} updates done")
