@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .figures import branch_segments, draw_path
 from .latents import LatentRollouts
 from .projection import Projection, project
 from .structure import CYCLIC, latent_structure_per_episode
@@ -139,13 +140,6 @@ def contrast_panels(rollouts: dict[str, LatentRollouts], agents: list[str] | Non
     return [contrast_panel(name, rollouts[name], method, seed, progress) for name in agents or contrast_agents(rollouts)]
 
 
-def _branch_segments(branches: np.ndarray, stride: int) -> np.ndarray:
-    """Imagined branches [n, H+1, 2] every ``stride`` steps, joined with NaN breaks for one line trace."""
-    if len(branches) == 0:
-        return np.zeros((0, 2))
-    return np.concatenate([np.concatenate([b, np.full((1, b.shape[1]), np.nan)]) for b in branches[::stride]])
-
-
 def contrast_figure(panels: list[ContrastPanel], show_imagined: bool = True, imagined_stride: int = 6,
                     panel_width: int = 300, height: int = 470):
     """Side-by-side plotly figure: per panel every episode's window coloured by time (start: circle, end:
@@ -173,7 +167,7 @@ def contrast_figure(panels: list[ContrastPanel], show_imagined: bool = True, ima
                               hoverinfo="text")
             fig.add_trace(ends, row=1, col=col)
             if show_imagined:
-                seg = _branch_segments(proj.imagined[ep], imagined_stride)
+                seg = branch_segments(proj.imagined[ep], imagined_stride)
                 if len(seg):
                     fig.add_trace(go.Scatter(x=seg[:, 0], y=seg[:, 1], mode="lines", hoverinfo="skip",
                                              line=dict(color="rgba(220,60,60,0.45)", width=1), showlegend=False),
@@ -201,12 +195,8 @@ def save_contrast_png(panels: list[ContrastPanel], path, show_imagined: bool = T
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5 * max(1, len(panels)), 5), squeeze=False)
     for ax, panel in zip(axes[0], panels):
         for ep, pts in enumerate(panel.projection.real):
-            if show_imagined:
-                seg = _branch_segments(panel.projection.imagined[ep], imagined_stride)
-                if len(seg):
-                    ax.plot(seg[:, 0], seg[:, 1], color="tab:red", alpha=0.5, lw=1)
-            ax.plot(pts[:, 0], pts[:, 1], color="0.5", lw=0.8)
-            ax.scatter(pts[:, 0], pts[:, 1], c=np.arange(len(pts)), cmap="viridis", s=12, zorder=3)
+            branches = panel.projection.imagined[ep] if show_imagined else panel.projection.imagined[ep][:0]
+            draw_path(ax, pts, branches, imagined_stride, size=12)
             ax.scatter(*pts[0], s=90, facecolors="none", edgecolors="k", zorder=4)
             ax.scatter(*pts[-1], s=140, marker="*", color="k", zorder=4)
         ax.set_title(f"{panel.name} ({panel.kind})\n{panel.caption(chr(10))}", fontsize=9)

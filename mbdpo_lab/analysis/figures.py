@@ -53,14 +53,30 @@ def path_traces(proj: Projection, rollouts: LatentRollouts, color_by: str = "tim
             trace[ax] = pts[:, i]
         traces.append(trace)
         if show_imagined and len(proj.imagined[ep]):
-            branches = proj.imagined[ep][::imagined_stride]  # [n, H+1, dims]
-            seg = np.concatenate([np.concatenate([b, np.full((1, dims), np.nan)]) for b in branches])
+            seg = branch_segments(proj.imagined[ep], imagined_stride)
             im = dict(type="scatter3d" if dims == 3 else "scatter", mode="lines", name=f"imagined ep {ep}",
                       line=dict(color="rgba(220,60,60,0.7)", width=2), hoverinfo="skip")
             for i, ax in enumerate(axes):
                 im[ax] = seg[:, i]
             traces.append(im)
     return traces
+
+
+def branch_segments(branches: np.ndarray, stride: int) -> np.ndarray:
+    """Imagined branches [n, H+1, dims] every ``stride`` steps, joined with NaN breaks: one line trace."""
+    if len(branches) == 0:
+        return np.zeros((0, branches.shape[-1]))
+    return np.concatenate([np.concatenate([b, np.full((1, b.shape[1]), np.nan)]) for b in branches[::stride]])
+
+
+def draw_path(ax, pts: np.ndarray, branches: np.ndarray, stride: int, size: float = 8):
+    """One projected episode on a matplotlib axis: imagined branches in red, the path in grey, its points
+    coloured by time; returns the scatter (for a colour bar)."""
+    seg = branch_segments(branches, stride)
+    if len(seg):
+        ax.plot(seg[:, 0], seg[:, 1], color="tab:red", alpha=0.5, lw=1)
+    ax.plot(pts[:, 0], pts[:, 1], color="0.6", lw=0.6)
+    return ax.scatter(pts[:, 0], pts[:, 1], c=np.arange(len(pts)), cmap="viridis", s=size, zorder=3)
 
 
 def save_projection_html(proj: Projection, rollouts: LatentRollouts, path: str | Path) -> Path:
@@ -84,11 +100,7 @@ def save_projection_png(proj: Projection, rollouts: LatentRollouts, path: str | 
     n = len(proj.real)
     fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 4.2), squeeze=False)
     for ep, ax in enumerate(axes[0]):
-        pts = proj.real[ep][:, :2]
-        for branch in proj.imagined[ep][::10]:
-            ax.plot(branch[:, 0], branch[:, 1], color="tab:red", alpha=0.5, lw=1)
-        ax.plot(pts[:, 0], pts[:, 1], color="0.6", lw=0.6)
-        sc = ax.scatter(pts[:, 0], pts[:, 1], c=np.arange(len(pts)), cmap="viridis", s=8)
+        sc = draw_path(ax, proj.real[ep][:, :2], proj.imagined[ep][..., :2], stride=10)
         ax.set_title(f"{rollouts.task} ep {ep} (return {rollouts.rewards[ep].sum():.0f})")
         ax.set_xticks([])
         ax.set_yticks([])

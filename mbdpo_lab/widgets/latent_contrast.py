@@ -21,6 +21,7 @@ class LatentContrast:
         import plotly.graph_objects as go
 
         self.rollouts, self.agents, self.seed = rollouts, agents, seed
+        self._panels: dict[str, list[ContrastPanel]] = {}
         self.method = W.ToggleButtons(options=["umap", "pca"], value=method, description="projection")
         self.show_imagined = W.Checkbox(value=True, description="imagined branches")
         self.saver = ViewSaver(self.export, width="260px", button_width="170px")
@@ -36,9 +37,12 @@ class LatentContrast:
         self._redraw()
 
     def panels(self, progress: bool = False) -> list[ContrastPanel]:
-        """The current panels (projections cached: switching back costs nothing)."""
-        return contrast_panels(self.rollouts, self.agents, method=self.method.value, seed=self.seed,
-                               progress=progress)
+        """The current projection's panels, made once (hiding branches or switching back costs nothing)."""
+        method = self.method.value
+        if method not in self._panels:
+            self._panels[method] = contrast_panels(self.rollouts, self.agents, method=method, seed=self.seed,
+                                                   progress=progress)
+        return self._panels[method]
 
     def _redraw(self, change=None) -> None:
         self.status.value = f"<i>projecting each agent with {self.method.value}...</i>"
