@@ -9,6 +9,12 @@ features: ``jaco-reach-site``, ``jaco-reach-duplo``, ``jaco-lift-brick``). MetaW
 pins mujoco 3.3.0, which dm-control 1.0.50 cannot use; these install with what we have. Their episodes
 last 10 s (``natural_episode_length``: 125 agent steps at action repeat 2), and they report ``success``:
 the arm is at its goal (the task's reward is 1) when the episode ends.
+
+dm_control's reach pays only within 10 cm of the target (a Gaussian tolerance of 5 cm width around the
+5 cm target), so an agent finds reward only by chance. ``jaco-reach-site-shaped`` is the same task
+with MetaWorld's reach reward instead: a long-tailed tolerance of the hand-to-target distance whose
+margin is that distance at the start of the episode, so every step says whether the hand came closer.
+It is 1 inside the target, as dm_control's, so ``success`` means the same in both.
 """
 from __future__ import annotations
 
@@ -24,7 +30,9 @@ rendering.configure_gl()
 
 DOMAIN_ALIASES = {"ball_in_cup": "cup"}
 MANIPULATION_TASKS = {"jaco-reach-site": "reach_site_features", "jaco-reach-duplo": "reach_duplo_features",
-                      "jaco-lift-brick": "lift_brick_features"}
+                      "jaco-lift-brick": "lift_brick_features", "jaco-reach-site-shaped": "reach_site_features"}
+SHAPED_TASKS = {"jaco-reach-site-shaped"}  # reward: MetaWorld's reach shaping (module docstring)
+TARGET_RADIUS = 0.05  # dm_control's reach target (metres): reward 1 inside it
 
 
 def is_manipulation(task: str) -> bool:
@@ -54,16 +62,21 @@ def list_tasks() -> list[str]:
     return sorted(_task_table())
 
 
-def resolve_task(name: str) -> tuple[str, str]:
-    """``domain-task`` -> (dm_control domain, task); an unknown name lists close and valid names."""
+def canonical_task(name: str) -> str:
+    """The task's name as `list_tasks` spells it (``ball_in_cup-catch`` -> ``cup-catch``)."""
     table = _task_table()
     key = name.strip().lower().replace("_", "-").replace("ball-in-cup", "cup")
-    lowered = {k.lower(): v for k, v in table.items()}
+    lowered = {k.lower(): k for k in table}
     if key in lowered:
         return lowered[key]
     close = difflib.get_close_matches(key, list(table), n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise UnknownTaskError(f"unknown task {name!r}.{hint} Valid tasks: {', '.join(list_tasks())}")
+
+
+def resolve_task(name: str) -> tuple[str, str]:
+    """``domain-task`` -> (dm_control domain, task); an unknown name lists close and valid names."""
+    return _task_table()[canonical_task(name)]
 
 
 class DMControlEnv:
@@ -76,6 +89,8 @@ class DMControlEnv:
         self.name = task
         self.action_repeat, self.episode_length = action_repeat, episode_length
         self.manipulation = domain == "manipulation"
+        self.shaped = canonical_task(task) in SHAPED_TASKS
+        self._margin = 1.0  # the shaped reward's: hand-to-target distance at reset
         self.success: bool | None = None if not self.manipulation else False  # at the goal now (manipulation)
         with _quiet_model_compiler():
             if self.manipulation:
@@ -100,7 +115,10 @@ class DMControlEnv:
         if self.manipulation:
             self.success = False
             with _quiet_model_compiler():  # its initialiser's inverse kinematics retries, and logs each miss
-                return self._flatten(self._env.reset().observation)
+                obs = self._flatten(self._env.reset().observation)
+            if self.shaped:
+                self._margin = max(self.hand_to_target(), TARGET_RADIUS)
+            return obs
         return self._flatten(self._env.reset().observation)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool]:
@@ -109,14 +127,27 @@ class DMControlEnv:
         reward = 0.0
         for _ in range(self.action_repeat):
             ts = self._env.step(scaled)
-            reward += ts.reward or 0.0
+            step_reward = self._shaped_reward() if self.shaped else (ts.reward or 0.0)
+            reward += step_reward
             if ts.last():
                 break
         if self.manipulation:  # the last control step's reward is 1 exactly when the goal is reached
-            self.success = bool((ts.reward or 0.0) >= 1.0 - 1e-6)
+            self.success = bool(step_reward >= 1.0 - 1e-6)
         self._t += 1
         done = self._t >= self.episode_length or ts.last()
         return self._flatten(ts.observation), float(reward), bool(done)
+
+    def hand_to_target(self) -> float:
+        """Distance (m) from the Jaco hand's tool centre point to the reach target."""
+        physics, task = self._env.physics, self._env.task
+        hand = physics.bind(task.hand.tool_center_point).xpos
+        return float(np.linalg.norm(hand - physics.bind(task._target).xpos))  # dm_control keeps it private
+
+    def _shaped_reward(self) -> float:
+        from dm_control.utils import rewards
+
+        return float(rewards.tolerance(self.hand_to_target(), bounds=(0.0, TARGET_RADIUS), margin=self._margin,
+                                       sigmoid="long_tail"))
 
     def reseed(self, seed: int) -> "DMControlEnv":
         """Draw the following episodes' initial states from ``seed`` (as a new env with that seed would)."""

@@ -96,6 +96,30 @@ def test_the_manipulation_task_reports_success_at_its_goal(caplog):
     assert [r.getMessage() for r in caplog.records] == ["something the user must see"]
 
 
+def test_the_shaped_reach_pays_for_coming_closer_and_succeeds_where_the_original_does():
+    from dm_control.utils import rewards
+
+    shaped, original = make_env("jaco-reach-site-shaped", seed=3), make_env("jaco-reach-site", seed=3)
+    assert shaped.shaped and not original.shaped and (shaped.obs_dim, shaped.act_dim) == (original.obs_dim, 9)
+    assert np.array_equal(shaped.reset(), original.reset())  # the same task and start, another reward
+    start = shaped.hand_to_target()
+    assert start > 0.1 and shaped._margin == pytest.approx(start)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        a = shaped.random_action(rng)
+        (_, r, _), (_, r_orig, _) = shaped.step(a), original.step(a)
+        d = shaped.hand_to_target()
+        one = rewards.tolerance(d, bounds=(0, 0.05), margin=start, sigmoid="long_tail")
+        assert 0.1 < one < 1 and r == pytest.approx(2 * one, rel=0.2)  # two control steps, the hand barely moves
+        assert r_orig < 1e-3  # far from the target the original pays nothing
+    closer = rewards.tolerance(d / 2, bounds=(0, 0.05), margin=start, sigmoid="long_tail")
+    assert closer > one  # half the distance, more reward
+    task, physics = shaped._env.task, shaped._env.physics
+    physics.bind(task._target).pos = physics.bind(task.hand.tool_center_point).xpos.copy()
+    _, reward, _ = shaped.step(np.zeros(9, np.float32))
+    assert reward == pytest.approx(2.0) and shaped.success is True
+
+
 def test_evaluation_and_training_report_the_success_rate(tmp_path):
     from mbdpo_lab.cli import main
     from mbdpo_lab.config import make_config
