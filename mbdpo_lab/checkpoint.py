@@ -188,28 +188,32 @@ def load_checkpoint(path: str | Path, device: str | torch.device | None = None,
 
 # --- pretrained registry -------------------------------------------------------------------
 
-def read_manifest(directory: Path = PRETRAINED_DIR) -> dict[str, dict[str, Any]]:
+SECTIONS = ("agents", "generalists")  # single-task agents; multi-task pretrained models (`export-generalist`)
+
+
+def read_manifest(directory: Path = PRETRAINED_DIR, section: str = "agents") -> dict[str, dict[str, Any]]:
+    """The manifest's entries of one section, by name (``agents``: the single-task agents)."""
     manifest = directory / "manifest.json"
     if not manifest.exists():
         return {}
     try:
-        agents = json.loads(manifest.read_text())["agents"]
+        agents = json.loads(manifest.read_text()).get(section, {})
         if not isinstance(agents, dict) or not all(isinstance(e, dict) for e in agents.values()):
-            raise TypeError("'agents' must map names to entries")
-    except (ValueError, KeyError, TypeError) as exc:
+            raise TypeError(f"{section!r} must map names to entries")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{manifest} is not a valid manifest ({exc}); restore it (git checkout, or "
                               "reinstall)") from None
     return agents
 
 
-def list_pretrained(directory: Path = PRETRAINED_DIR) -> list[str]:
-    return sorted(read_manifest(directory))
+def list_pretrained(directory: Path = PRETRAINED_DIR, section: str = "agents") -> list[str]:
+    return sorted(read_manifest(directory, section))
 
 
 def load_pretrained(name: str, device: str | torch.device | None = None,
                     directory: Path = PRETRAINED_DIR, overrides: dict[str, Any] | None = None) -> Checkpoint:
-    """Load a shipped agent by name after checking its file's sha256 against the manifest."""
-    agents = read_manifest(directory)
+    """Load a shipped agent or generalist by name after checking its file's sha256 against the manifest."""
+    agents = {n: e for section in SECTIONS for n, e in read_manifest(directory, section).items()}
     if name not in agents:
         close = difflib.get_close_matches(name, list(agents), n=3, cutoff=0.4)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -238,6 +242,6 @@ def load_any(source: str | Path, device: str | torch.device | None = None,
         path = path / "agent.safetensors"
     if path.suffix == ".safetensors" or path.exists():
         return load_checkpoint(path, device=device, overrides=overrides)
-    if str(source) in list_pretrained():
+    if any(str(source) in list_pretrained(section=section) for section in SECTIONS):
         return load_pretrained(str(source), device=device, overrides=overrides)
     return load_checkpoint(path, device=device, overrides=overrides)  # raises "not found" with a hint

@@ -189,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device-note", default=None,
                    help="where it was trained, for the manifest (default: from the checkpoint, e.g. cuda:0)")
 
+    p = sub.add_parser("export-generalist", help="ship a multi-task pretraining run (mbdpo_lab/data/pretrained)",
+                       description="Copies the run's acting weights and records its final evaluation of every "
+                                   "task, its dataset and its command in the manifest's generalists section.")
+    p.add_argument("--run", required=True, help="run directory written by `mbdpo-lab pretrain`")
+    p.add_argument("--name", required=True)
+    p.add_argument("--replace", action="store_true", help="overwrite a shipped generalist of the same name")
+    p.add_argument("--device-note", default=None, help="where it was trained, for the manifest")
+
     p = sub.add_parser("import-checkpoint", help="convert a published TD-MPC2 or MBDPO checkpoint (.pt) into ours",
                        description="Reads the file with torch.load(weights_only=True): a pickle that would run "
                                    "code is refused. Writes a .safetensors agent (variant release) for eval, the "
@@ -652,6 +660,14 @@ def cmd_export(args) -> None:
                                        device_note=args.device_note)))
 
 
+def cmd_export_generalist(args) -> None:
+    from .pretrained import export_generalist
+
+    if not (Path(args.run) / "agent.safetensors").exists():
+        raise UsageError(f"{args.run} has no agent.safetensors; pretrain it first (mbdpo-lab pretrain)")
+    print(json.dumps(export_generalist(args.run, args.name, replace=args.replace, device_note=args.device_note)))
+
+
 def cmd_import_checkpoint(args) -> None:
     from .checkpoint import file_sha256, save_checkpoint
     from .envs import make_env
@@ -780,7 +796,7 @@ def cmd_sweep(args) -> None:
 
 COMMANDS = {"offline-to-online": cmd_offline_to_online, "scaling": cmd_scaling, "finetune": cmd_finetune, "pretrain": cmd_pretrain, "book": cmd_book, "sweep": cmd_sweep, "tasks": cmd_tasks, "config": cmd_config, "pretrained": cmd_pretrained, "train": cmd_train,
             "eval": cmd_eval, "bench": cmd_bench, "collect": cmd_collect, "convert-tdmpc2": cmd_convert_tdmpc2, "latents": cmd_latents,
-            "export": cmd_export, "compare-anchor": cmd_compare_anchor, "anchor-table": cmd_anchor_table,
+            "export": cmd_export, "export-generalist": cmd_export_generalist, "compare-anchor": cmd_compare_anchor, "anchor-table": cmd_anchor_table,
             "import-checkpoint": cmd_import_checkpoint, "score-policy": cmd_score_policy,
             "fidelity": cmd_fidelity, "lessons": cmd_lessons}
 

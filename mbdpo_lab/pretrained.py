@@ -1,5 +1,9 @@
 """Export trained runs as shipped pretrained agents and keep the manifest truthful.
 
+A multi-task pretraining run ships with `export_generalist` into the manifest's ``generalists``
+section (its entry: tasks, parameters, updates, the dataset's identity, the run's final evaluation per
+task), so the single-task consumers of ``agents`` (lessons, widgets, doc tables) see no change.
+
 `export_run(run_dir, name)` copies the run's agent (acting weights only, no optimiser state),
 evaluates it for 10 episodes with a fixed seed, and writes the manifest entry: task, preset, eta,
 seed, steps, wall time, device, eval return (mean, std), sha256 and the exact command that
@@ -16,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import PRETRAINED_DIR, file_sha256, load_checkpoint, read_manifest, save_checkpoint
+from .checkpoint import PRETRAINED_DIR, SECTIONS, file_sha256, load_checkpoint, read_manifest, save_checkpoint
 from .errors import CheckpointError
 from .config import PRESETS, make_config
 from .envs import make_env
@@ -87,13 +91,12 @@ def export_run(run_dir: str | Path, name: str, directory: Path = PRETRAINED_DIR,
 
     An agent already shipped under ``name`` is replaced only with ``replace=True``.
     """
-    check_agent_name(name)
-    if name in read_manifest(directory) and not replace:
-        raise CheckpointError(f"a shipped agent is already called {name!r}; choose another --name, or pass "
-                              "--replace to overwrite it and its manifest entry")
+    _check_new_name(name, directory, replace, "agents")
     run_dir = Path(run_dir)
     ckpt = load_checkpoint(run_dir / "agent.safetensors", device="cpu")
     cfg = ckpt.agent.cfg
+    if ckpt.agent.tasks:
+        raise CheckpointError(f"{run_dir} is a multi-task pretraining run; ship it with `mbdpo-lab export-generalist`")
     if cfg.preset not in PRESETS:
         raise ValueError(f"run preset {cfg.preset!r} unknown")
     directory.mkdir(parents=True, exist_ok=True)
@@ -111,8 +114,71 @@ def export_run(run_dir: str | Path, name: str, directory: Path = PRETRAINED_DIR,
     )
     if result.get("success_rate") is not None:  # a goal-directed task: how often it ends at the goal
         entry["eval_success_rate"] = round(result["success_rate"], 3)
+    _write_entry(directory, "agents", name, entry)
+    return entry
+
+
+def _check_new_name(name: str, directory: Path, replace: bool, section: str) -> None:
+    check_agent_name(name)
+    for other in SECTIONS:
+        if name in read_manifest(directory, other) and (other != section or not replace):
+            what = "agent" if other == "agents" else "generalist"
+            raise CheckpointError(f"a shipped {what} is already called {name!r}; choose another --name"
+                                  + (", or pass --replace to overwrite it and its manifest entry"
+                                     if other == section else ""))
+
+
+def _write_entry(directory: Path, section: str, name: str, entry: dict[str, Any]) -> None:
     manifest_path = directory / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"agents": {}}
-    manifest["agents"][name] = entry
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest.setdefault("agents", {})
+    manifest.setdefault(section, {})[name] = entry
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def pretrain_command(cfg, updates: int, dataset: str, out: str) -> str:
+    """The `mbdpo-lab pretrain` command that rebuilds a pretraining run's ``cfg`` from its preset."""
+    base = make_config(cfg.preset)
+    sets = [f"--set {k}={v}" for k, v in cfg.to_dict().items()
+            if k not in ("task", "seed", "steps", "preset", "device") and getattr(base, k) != v]
+    return " ".join([f"mbdpo-lab pretrain --data {dataset} --preset {cfg.preset} --updates {updates}",
+                     f"--seed {cfg.seed}", *sets, f"--out {out}"])
+
+
+def export_generalist(run_dir: str | Path, name: str, directory: Path = PRETRAINED_DIR,
+                      device_note: str | None = None, replace: bool = False) -> dict[str, Any]:
+    """Ship a multi-task pretraining run (`mbdpo-lab pretrain`) under ``name``; returns its manifest entry.
+
+    Its scores are the run's own final evaluation (metrics.csv, every task in its environment): evaluating
+    a generalist again costs as many evaluations as it has tasks, and would measure the same weights.
+    """
+    from .pretrain import _eval_from_metrics
+
+    _check_new_name(name, directory, replace, "generalists")
+    run_dir = Path(run_dir)
+    ckpt = load_checkpoint(run_dir / "agent.safetensors", device="cpu")
+    cfg, meta = ckpt.agent.cfg, ckpt.meta
+    if meta.get("kind") != "pretrain":
+        raise CheckpointError(f"{run_dir} is not a `mbdpo-lab pretrain` run; ship an online run with `mbdpo-lab export`")
+    updates = int(meta["updates"])
+    final = _eval_from_metrics(run_dir / "metrics.csv", meta.get("eval_update"))
+    if final is None or final["update"] != updates:
+        raise CheckpointError(f"{run_dir} has no evaluation at its last update ({updates}); finish it with "
+                              f"`mbdpo-lab pretrain --out {run_dir} --resume` (it evaluates at the end), then export")
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{name}.safetensors"
+    keep = {k: v for k, v in meta.items() if k not in ("format", "code_version", "obs_dim", "act_dim", "task", "tasks")}
+    save_checkpoint(ckpt.agent, target, {**keep, "name": name}, acting_only=True)
+    dataset = Path(str(meta["dataset"])).name
+    entry = dict(
+        file=target.name, tasks=[t.name for t in ckpt.agent.tasks], preset=cfg.preset, seed=cfg.seed,
+        parameters=ckpt.agent.wm.num_params(), updates=updates,
+        dataset=dataset, dataset_card_sha256=meta["dataset_card_sha256"],
+        normalised_score=round(final["normalised_score"], 2),
+        eval_returns={t: [round(m, 2), round(s, 2)] for t, (m, s) in final["tasks"].items()},
+        eval_episodes=cfg.eval_episodes, wall_time_s=round(float(meta.get("wall_time", 0.0)), 1),
+        device=device_note or _trained_on(meta), sha256=file_sha256(target), size_bytes=target.stat().st_size,
+        command=pretrain_command(cfg, updates, f"runs/{dataset}", f"runs/{name}"),
+    )
+    _write_entry(directory, "generalists", name, entry)
     return entry

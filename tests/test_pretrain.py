@@ -125,3 +125,42 @@ def test_the_command_line(tmp_path, capsys):
     assert main(["latents", "--checkpoint", agent, "--task", "cartpole-swingup", "--episodes", "1", "--max-steps",
                  "8", "--method", "pca", "--out", str(tmp_path / "lat")]) == 0
     assert json.loads(capsys.readouterr().out)["task"] == "cartpole-swingup"
+    # shipping: each kind of run through its own command, a missing one named
+    assert main(["export", "--run", str(tmp_path / "run"), "--name", "mt"]) == 2
+    assert "ship it with `mbdpo-lab export-generalist`" in capsys.readouterr().err
+    assert main(["export-generalist", "--run", str(tmp_path / "none"), "--name", "mt"]) == 2
+    assert "has no agent.safetensors" in capsys.readouterr().err
+
+
+def test_a_generalist_ships_with_its_final_evaluation_beside_the_single_task_agents(tmp_path):
+    from mbdpo_lab.checkpoint import file_sha256, list_pretrained, load_pretrained, read_manifest
+    from mbdpo_lab.pretrained import export_generalist
+
+    data = _dataset(tmp_path / "data")
+    trainer = Pretrainer(_cfg(), data, tmp_path / "run").run()
+    shelf = tmp_path / "shelf"
+    shelf.mkdir()
+    (shelf / "manifest.json").write_text(json.dumps({"agents": {"single": {"file": "single.safetensors"}}}))
+    entry = export_generalist(tmp_path / "run", "mt-tiny", directory=shelf)
+    assert read_manifest(shelf) == {"single": {"file": "single.safetensors"}}  # the agents' section untouched
+    assert read_manifest(shelf, "generalists") == {"mt-tiny": entry} and list_pretrained(shelf, "generalists") == ["mt-tiny"]
+    assert entry["tasks"] == list(TASKS) and entry["updates"] == 20
+    assert entry["parameters"] == trainer.agent.wm.num_params()
+    last = trainer.last_eval
+    assert entry["normalised_score"] == pytest.approx(last["normalised_score"], abs=0.01)
+    assert entry["eval_returns"] == {t: [round(m, 2), round(s, 2)] for t, (m, s) in last["tasks"].items()}
+    assert entry["sha256"] == file_sha256(shelf / "mt-tiny.safetensors")
+    assert entry["command"].startswith("mbdpo-lab pretrain --data runs/data --preset tiny --updates 20")
+    loaded = load_pretrained("mt-tiny", directory=shelf, device="cpu").agent
+    assert [t.name for t in loaded.tasks] == list(TASKS)
+    assert not any(k.startswith("optim.") for k in loaded.tensors(include_optimizer=False))
+    with pytest.raises(CheckpointError, match="already called"):
+        export_generalist(tmp_path / "run", "single", directory=shelf)  # names are unique across sections
+    with pytest.raises(CheckpointError, match="--replace"):
+        export_generalist(tmp_path / "run", "mt-tiny", directory=shelf)
+    # stopped before its final evaluation: refused, with what to run
+    half = Pretrainer(_cfg(steps=5, eval_every=0, checkpoint_every=5), data, tmp_path / "unfinished")
+    half.run(should_stop=lambda: half.updates >= 3)
+    with pytest.raises(CheckpointError, match="--resume"):
+        export_generalist(tmp_path / "unfinished", "mt-half", directory=shelf)
+    assert "mt-half" not in read_manifest(shelf, "generalists")
