@@ -30,6 +30,18 @@ def agents_table(directory: Path = PRETRAINED_DIR) -> str:
     return "\n".join(rows)
 
 
+def generalists_table(directory: Path = PRETRAINED_DIR) -> str:
+    """The shipped multi-task models, one row each, from the manifest's generalists section."""
+    rows = ["| model | tasks | parameters | updates | normalised score | return per task | training wall time |",
+            "|---|---|---|---|---|---|---|"]
+    for name, e in sorted(read_manifest(directory, "generalists").items()):
+        per_task = ", ".join(f"{t} {m:.0f}" for t, (m, _) in e["eval_returns"].items())
+        rows.append(f"| `{name}` | {len(e['tasks'])} | {e['parameters']:,} | {e['updates']:,} | "
+                    f"{e['normalised_score']:.1f} | {per_task} ({e['eval_episodes']} episodes) | "
+                    f"{e['wall_time_s'] / 60:.0f} min |")
+    return "\n".join(rows)
+
+
 def _published(task: str) -> str:
     curves = [reference_curve(method, task) for method in ("mbdpo", "tdmpc2")]
     return " / ".join(f"{c.at(100_000):.0f}" if c is not None and 100_000 in c.steps else "–" for c in curves)
@@ -245,6 +257,7 @@ CSV_TABLES: dict[str, str] = {
 # (markdown file relative to the repository root, block name) -> what generates the block
 GENERATED: dict[tuple[str, str], Callable[[], str]] = {
     ("README.md", "agents"): agents_table,
+    ("README.md", "generalists"): generalists_table,
     ("README.md", "notebook-times"): lambda: notebook_times_table(DOCS_DATA),
     ("docs/teaching.md", "notebook-times"): lambda: notebook_times_table(DOCS_DATA),
     ("docs/lessons.md", "lesson-data"): lessons_table,

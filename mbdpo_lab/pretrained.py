@@ -145,6 +145,15 @@ def pretrain_command(cfg, updates: int, dataset: str, out: str) -> str:
                      f"--seed {cfg.seed}", *sets, f"--out {out}"])
 
 
+def _dataset_card(data_dir: Path) -> dict[str, Any]:
+    from .datasets import CARD
+
+    try:
+        return json.loads((data_dir / CARD).read_text())
+    except (OSError, ValueError):
+        return {}  # the dataset has moved: the entry keeps its identity (sha256), not how it was made
+
+
 def export_generalist(run_dir: str | Path, name: str, directory: Path = PRETRAINED_DIR,
                       device_note: str | None = None, replace: bool = False) -> dict[str, Any]:
     """Ship a multi-task pretraining run (`mbdpo-lab pretrain`) under ``name``; returns its manifest entry.
@@ -170,10 +179,12 @@ def export_generalist(run_dir: str | Path, name: str, directory: Path = PRETRAIN
     keep = {k: v for k, v in meta.items() if k not in ("format", "code_version", "obs_dim", "act_dim", "task", "tasks")}
     save_checkpoint(ckpt.agent, target, {**keep, "name": name}, acting_only=True)
     dataset = Path(str(meta["dataset"])).name
+    card = _dataset_card(Path(str(meta["dataset"])))
     entry = dict(
         file=target.name, tasks=[t.name for t in ckpt.agent.tasks], preset=cfg.preset, seed=cfg.seed,
         parameters=ckpt.agent.wm.num_params(), updates=updates,
         dataset=dataset, dataset_card_sha256=meta["dataset_card_sha256"],
+        dataset_command=str(card.get("collected", {}).get("command", "")).replace(" DIR", f" runs/{dataset}"),
         normalised_score=round(final["normalised_score"], 2),
         eval_returns={t: [round(m, 2), round(s, 2)] for t, (m, s) in final["tasks"].items()},
         eval_episodes=cfg.eval_episodes, wall_time_s=round(float(meta.get("wall_time", 0.0)), 1),

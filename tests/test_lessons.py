@@ -55,6 +55,16 @@ def test_loaded_lesson_data_opens_the_latent_explorer_without_a_fit():
     assert proj.real[0].shape == (len(rollouts.latents[0]), 2)  # the shipped fit, remembered for this data
 
 
+def test_the_generalist_lesson_opens_its_task_map_without_a_fit():
+    from mbdpo_lab.checkpoint import read_manifest
+
+    rollouts, projection, labels = lessons.lesson("generalist", quiet=True).task_map()
+    tasks = read_manifest(section="generalists")[lessons.GENERALIST]["tasks"]
+    assert list(rollouts) == tasks and labels == tasks  # one episode of every task, in the model's order
+    assert projection.precomputed  # the shipped UMAP, not a fit made here
+    assert [len(p) for p in projection.real] == [len(ro.latents[0]) for ro in rollouts.values()]
+
+
 def test_recording_renders_the_frames_the_episode_showed():
     agent = load_pretrained("cartpole-swingup").agent
     with make_env("cartpole-swingup", seed=5) as env:

@@ -89,3 +89,23 @@ def test_a_manifest_entry_cannot_point_outside_its_folder(tmp_path):
         (shelf / "manifest.json").write_text(json.dumps({"agents": {"x": {"file": file, "sha256": "0"}}}))
         with pytest.raises(CheckpointError, match="inside"):
             load_pretrained("x", directory=shelf)
+
+
+GENERALISTS = read_manifest(section="generalists")
+
+
+@pytest.mark.parametrize("name", sorted(GENERALISTS))
+def test_shipped_generalist_loads_checks_sha_and_acts_for_each_task(name):
+    from mbdpo_lab.analysis.task_map import acting_for
+
+    entry = GENERALISTS[name]
+    assert file_sha256(PRETRAINED_DIR / entry["file"]) == entry["sha256"]
+    assert entry["command"].startswith("mbdpo-lab pretrain ") and entry["dataset_command"].startswith("mbdpo-lab collect ")
+    agent = load_pretrained(name, device="cpu").agent
+    assert [t.name for t in agent.tasks] == entry["tasks"] and agent.wm.num_params() == entry["parameters"]
+    assert entry["normalised_score"] == pytest.approx(np.mean([m for m, _ in entry["eval_returns"].values()]) / 10,
+                                                      abs=0.01)
+    for task in agent.tasks:
+        with acting_for(agent, task.name):
+            action = agent.act(np.zeros(task.obs_dim, np.float32), t0=True, eval_mode=True)
+        assert action.shape == (task.act_dim,) and np.all(np.abs(action) <= 1)

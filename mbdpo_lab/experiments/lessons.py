@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..checkpoint import file_sha256, load_pretrained, read_manifest
+from ..checkpoint import SECTIONS, file_sha256, load_pretrained, read_manifest
 from ..data import data_dir
 from ..envs import make_env
 from ..episodes import load_episodes, save_episodes
@@ -130,6 +130,44 @@ def _build_planners(folder: Path, budget: Budget) -> None:
     (folder / "planners-cartpole-swingup.json").write_text(json.dumps(dict(rows=rows, episode_length=length), indent=1))
 
 
+GENERALIST = "mt5-s"  # the shipped multi-task model (five tasks, size s)
+
+
+def _task_episodes_file(folder: Path, task: str) -> Path:
+    return folder / f"task-episodes-{task}.npz"
+
+
+def _task_rollouts(agent, folder: Path) -> dict:
+    """task -> latent paths of the recorded episodes (acting for that task)."""
+    from ..analysis.latents import latents_of
+    from ..analysis.task_map import acting_for
+
+    out = {}
+    for t in agent.tasks:
+        if _task_episodes_file(folder, t.name).exists():
+            with acting_for(agent, t.name):
+                out[t.name] = latents_of(agent, t.name, load_episodes(_task_episodes_file(folder, t.name))[0], None)
+    return out
+
+
+def _build_generalist(folder: Path, budget: Budget) -> None:
+    from ..analysis.latents import record_episodes
+    from ..analysis.task_map import acting_for, task_projection
+    from ..envs import LATENTS_SEED_OFFSET
+
+    agent = load_pretrained(GENERALIST).agent
+    cfg = agent.cfg
+    for t in agent.tasks:
+        env_seed = 7 + LATENTS_SEED_OFFSET
+        with acting_for(agent, t.name), make_env(t.name, seed=env_seed, action_repeat=cfg.action_repeat,
+                                                 episode_length=cfg.episode_length) as env:
+            recorded = record_episodes(agent, env, budget.episodes or 1, max_steps=budget.max_steps)
+        save_episodes(_task_episodes_file(folder, t.name), recorded, agent=GENERALIST, task=t.name,
+                      env_seed=env_seed, planner_seed=0)
+    projection, _ = task_projection(_task_rollouts(agent, folder), method="umap")
+    projection.save(folder / "task-map.npz")
+
+
 ASSETS: dict[str, Asset] = {a.name: a for a in (
     Asset("tour", ("cartpole-swingup",), "one recorded episode of cartpole-swingup, its video, its UMAP",
           "2 min", _build_tour),
@@ -140,6 +178,8 @@ ASSETS: dict[str, Asset] = {a.name: a for a in (
           "10 min", _build_anchor),
     Asset("planners", ("cartpole-swingup",), "diffusion vs MPPI vs policy-only, 3 episodes each",
           "5 min", _build_planners),
+    Asset("generalist", (GENERALIST,), "one recorded episode of each task of the multi-task model, their shared UMAP",
+          "4 min", _build_generalist),
 )}
 
 
@@ -189,10 +229,28 @@ class LessonData:
             result.agents[label] = next(a for a in loaded if a.cfg.eta == result.etas[label])
         return result
 
+    def task_map(self) -> tuple[dict, object, list[str]]:
+        """(task -> latent paths, the shared projection, each episode's task) of the multi-task model; the
+        shipped UMAP is remembered, so `task_projection` returns it without a fit."""
+        from ..analysis.projection import Projection, remember
+        from ..analysis.task_map import pooled, task_projection
+
+        rollouts = _task_rollouts(load_pretrained(GENERALIST).agent, self.folder)
+        shipped = self.folder / "task-map.npz"
+        if shipped.exists():
+            remember(pooled(rollouts)[0], Projection.load(shipped))
+        projection, labels = task_projection(rollouts, method="umap")
+        return rollouts, projection, labels
+
     def planner_rows(self) -> tuple[list[dict], int]:
         """(rows of compare_planners, episode length they ran)."""
         data = json.loads((self.folder / "planners-cartpole-swingup.json").read_text())
         return data["rows"], data["episode_length"]
+
+
+def _shipped() -> dict:
+    """Every shipped model's manifest entry by name: single-task agents and generalists."""
+    return {name: e for section in SECTIONS for name, e in read_manifest(section=section).items()}
 
 
 def read_lessons_manifest(directory: Path = LESSONS_DIR) -> dict:
@@ -212,7 +270,7 @@ def problems(name: str, directory: Path = LESSONS_DIR) -> list[str]:
             out.append(f"{rel} is missing")
         elif file_sha256(path) != sha:
             out.append(f"{rel} does not match its sha256 (damaged or edited)")
-    agents = read_manifest()
+    agents = _shipped()
     for agent, sha in entry["agents"].items():
         if agent not in agents:
             out.append(f"agent {agent} is no longer shipped")
@@ -257,7 +315,7 @@ def lesson(name: str, recompute: bool = False, fast: bool = False, quiet: bool =
 def build(names=None, directory: Path = LESSONS_DIR, log=print) -> dict:
     """Remake the shipped assets (all, or ``names``) and their manifest entries."""
     manifest = read_lessons_manifest(directory)
-    agents = read_manifest()
+    agents = _shipped()
     for name in names or list(ASSETS):
         folder = directory / name
         seconds = compute(name, folder)
