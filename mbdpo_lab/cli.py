@@ -313,6 +313,9 @@ def cmd_pretrained(args) -> None:
 
     for name, entry in sorted(read_manifest().items()):
         print(f"{name}\t{entry['task']}\teta={entry['eta']}\treturn={entry['eval_return_mean']:.1f}")
+    for name, entry in sorted(read_manifest(section="generalists").items()):
+        print(f"{name}\t{len(entry['tasks'])} tasks ({', '.join(entry['tasks'])})\t"
+              f"params={entry['parameters']:,}\tscore={entry['normalised_score']:.1f}")
 
 
 def _check_video(cfg) -> None:

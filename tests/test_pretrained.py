@@ -95,8 +95,9 @@ GENERALISTS = read_manifest(section="generalists")
 
 
 @pytest.mark.parametrize("name", sorted(GENERALISTS))
-def test_shipped_generalist_loads_checks_sha_and_acts_for_each_task(name):
+def test_shipped_generalist_loads_checks_sha_and_acts_for_each_task(name, capsys):
     from mbdpo_lab.analysis.task_map import acting_for
+    from mbdpo_lab.cli import main
 
     entry = GENERALISTS[name]
     assert file_sha256(PRETRAINED_DIR / entry["file"]) == entry["sha256"]
@@ -109,3 +110,4 @@ def test_shipped_generalist_loads_checks_sha_and_acts_for_each_task(name):
         with acting_for(agent, task.name):
             action = agent.act(np.zeros(task.obs_dim, np.float32), t0=True, eval_mode=True)
         assert action.shape == (task.act_dim,) and np.all(np.abs(action) <= 1)
+    assert main(["pretrained"]) == 0 and f"{name}\t{len(entry['tasks'])} tasks" in capsys.readouterr().out
