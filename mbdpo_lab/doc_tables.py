@@ -266,6 +266,7 @@ GENERATED: dict[tuple[str, str], Callable[[], str]] = {
     ("docs/algorithm.md", "fidelity"): lambda: fidelity_table(DOCS_DATA),
     ("docs/algorithm.md", "score-policy"): lambda: score_policy_table(DOCS_DATA),
     ("docs/algorithm.md", "model-sizes"): _model_sizes_table,
+    ("docs/results.md", "scaling"): lambda: scaling_table(RESULTS),
     **{(page, name): (lambda name=name: csv_table(DOCS_DATA / "tables" / f"{name}.csv"))
        for name, page in CSV_TABLES.items()},
 }

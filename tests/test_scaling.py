@@ -77,3 +77,16 @@ def test_the_docs_table_of_a_scaling_study_lists_sizes_by_parameters(tmp_path):
     lines = scaling_table(tmp_path).splitlines()
     assert lines[0] == "| size | parameters | updates | normalised score | walker-walk |"
     assert lines[2] == "| `xs` | 70 | 10 | **1.0** | 10.0 ± 1.0 |" and lines[3].startswith("| `m` | 900 |")
+
+
+def test_the_verdict_reads_the_order_of_the_sizes_from_the_numbers():
+    from mbdpo_lab.experiments.scaling import verdict
+
+    def rows(scores):
+        return [dict(size=s, parameters=str(p), updates="100", task="all", normalised_score=str(v))
+                for s, p, v in scores]
+
+    assert verdict(rows([("m", 800, 13.0), ("xs", 70, 4.9), ("s", 240, 20.5)])) == (
+        "Normalised score by size, smallest first: xs 4.9 < s 20.5 >= m 13.0 (100 updates each): "
+        "not monotonic at this scale.")
+    assert verdict(rows([("xs", 70, 4.9), ("s", 240, 20.5)])).endswith(": monotonic at this scale.")

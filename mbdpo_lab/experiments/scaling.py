@@ -15,9 +15,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..data import data_dir
 from ..model_sizes import size_config
 
 COLUMNS = ["size", "parameters", "updates", "task", "eval_return", "eval_return_std", "normalised_score"]
+# the measured study that ships with the package (docs/results.md, notebook 08): a copy of its scaling.csv
+SHIPPED = data_dir("results") / "scaling.csv"
 
 
 def run_sizes(data_dir: str | Path, sizes: list[str], updates: int, out: str | Path, episodes: int = 10,
@@ -115,3 +118,14 @@ def read_rows(path: str | Path) -> list[dict[str, str]]:
 def summary(rows: list[dict[str, str]]) -> dict[str, Any]:
     mean = sorted((int(r["parameters"]), float(r["normalised_score"])) for r in rows if r["task"] == "all")
     return dict(points=mean, monotonic=is_monotonic(rows), spread=float(np.ptp([s for _, s in mean])) if mean else 0.0)
+
+
+def verdict(rows: list[dict[str, str]]) -> str:
+    """One sentence from the numbers: is the mean score monotonic in size, with each size's score in order."""
+    mean = sorted((int(r["parameters"]), float(r["normalised_score"]), r["size"], r["updates"])
+                  for r in rows if r["task"] == "all")
+    chain = "".join(f"{size} {score:.1f}" + ("" if i == len(mean) - 1 else (" < " if mean[i + 1][1] > score else " >= "))
+                    for i, (_, score, size, _) in enumerate(mean))
+    updates = ", ".join(f"{u:,}" for u in sorted({int(u) for *_, u in mean}))
+    kind = "monotonic" if is_monotonic(rows) else "not monotonic"
+    return f"Normalised score by size, smallest first: {chain} ({updates} updates each): {kind} at this scale."
