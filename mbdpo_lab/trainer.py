@@ -277,8 +277,8 @@ class Trainer:
         first = self.agent_step  # index of this round's first transition
         for i in range(k):
             if self._obs[i] is None:
-                self._obs[i] = self.agent.check_observation(self.envs[i].reset())
-                self.buffer.start_episode(self._obs[i], stream=i)
+                self._obs[i] = self.envs[i].reset()  # the task's own observation: what the agent acts on
+                self.buffer.start_episode(self.agent.check_observation(self._obs[i]), stream=i)  # padded
                 self._t[i], self._ep_return[i], self._plans[i] = 0, 0.0, None
                 self._ep_start_time[i], self._ep_start_step[i] = time.perf_counter(), self.agent_step
         # The seed phase: random actions up to and including `first_update_step`, after which S updates run
@@ -297,10 +297,10 @@ class Trainer:
         for i, action in enumerate(actions):
             action = np.asarray(action, np.float32)[:self.envs[i].act_dim]  # a padded model's extra entries
             next_obs, reward, done = self.envs[i].step(action)
-            next_obs = self.agent.check_observation(next_obs)  # nothing non-finite enters the replay
             if len(action) < self.agent.act_dim:  # stored padded, as the model reads it
                 action = np.concatenate([action, np.zeros(self.agent.act_dim - len(action), np.float32)])
-            self.buffer.add(action, reward, next_obs, stream=i)
+            # checked (nothing non-finite enters the replay) and padded to the model's size
+            self.buffer.add(action, reward, self.agent.check_observation(next_obs), stream=i)
             if done:
                 self.buffer.end_episode(stream=i)
             self._obs[i], self._ep_return[i], self._t[i] = next_obs, self._ep_return[i] + reward, self._t[i] + 1

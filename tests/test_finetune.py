@@ -73,6 +73,16 @@ def test_fine_tuning_acts_with_the_planner_from_the_first_step_and_resumes(pretr
     assert resumed.state == "finished" and resumed.agent_step == 60
 
 
+def test_a_task_smaller_than_the_models_padding_trains_and_evaluates(pretrained, tmp_path):
+    # pretrained on 5- and 6-entry observations (padded to 6, actions to 2); pendulum has 3 and 1
+    cfg, agent, _ = prepare(pretrained, "pendulum-swingup", source="cartpole-swingup", device="cpu",
+                            overrides=["steps=30", "seed_steps=20", "eval_every=30", "eval_episodes=1"])
+    trainer = Trainer(cfg, tmp_path / "small", agent=agent).run()
+    assert trainer.state == "finished" and trainer.agent_step == 30
+    assert trainer.buffer.sample(4)["obs"].shape[-1] == agent.obs_dim == 6
+    assert [r for r in trainer.history if r["kind"] == "eval"]
+
+
 def test_the_command_line(pretrained, tmp_path, capsys):
     args = ["finetune", "--from", str(pretrained), "--task", "reacher-hard", "--out", str(tmp_path / "ft"),
             "--steps", "30", "--no-progress", "--set", "seed_steps=20", "--set", "eval_every=30",
