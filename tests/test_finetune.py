@@ -88,6 +88,7 @@ def test_the_command_line(pretrained, tmp_path, capsys):
             "--steps", "30", "--no-progress", "--set", "seed_steps=20", "--set", "eval_every=30",
             "--set", "eval_episodes=1", "--set", "save_video=false"]
     assert main(args) == 0
+    assert "At 30 online steps (2 seeds): fine-tuned" in capsys.readouterr().err  # the verdict, from the numbers
     captured = capsys.readouterr()
     assert "starts from reacher-easy's" in captured.err
     assert json.loads(captured.out.strip().splitlines()[-1])["step"] == 30
@@ -106,6 +107,7 @@ def test_the_comparison_trains_both_arms_per_seed_and_resumes(pretrained, tmp_pa
             "2", "--out", str(tmp_path / "cmp"), "--set", "seed_steps=20", "--set", "eval_every=15",
             "--set", "eval_episodes=1", "--set", "save_video=false"]
     assert main(args) == 0
+    assert "At 30 online steps (2 seeds): fine-tuned" in capsys.readouterr().err  # the verdict, from the numbers
     for arm in ("finetune", "scratch"):
         for seed in (1, 2):
             config = json.loads((tmp_path / "cmp" / f"{arm}-s{seed}" / "config.json").read_text())
@@ -120,3 +122,17 @@ def test_the_comparison_trains_both_arms_per_seed_and_resumes(pretrained, tmp_pa
     capsys.readouterr()
     assert main(args) == 0  # everything done: nothing retrained
     assert capsys.readouterr().err.count(": done") == 4
+
+
+def test_the_comparisons_verdict_reads_the_last_common_step(tmp_path):
+    from mbdpo_lab.experiments.offline_to_online import verdict
+
+    path = tmp_path / "curves.csv"
+    path.write_text("arm,step,eval_return_iqm,low,high,seeds\n"
+                    "finetune,2000,300,250,350,3\nfinetune,4000,600,550,650,3\nfinetune,6000,700,690,710,3\n"
+                    "scratch,2000,100,50,150,3\nscratch,4000,200,150,560,3\n")
+    assert verdict(path) == ("At 4,000 online steps (3 seeds): fine-tuned 600.0 [550.0, 650.0], from scratch 200.0 "
+                             "[150.0, 560.0] (IQM, 95% CI): fine-tuned ahead, the intervals overlap.")
+    path.write_text("arm,step,eval_return_iqm,low,high,seeds\nfinetune,2000,100,90,110,1\nscratch,2000,300,200,400,1\n")
+    assert verdict(path).endswith("(1 seed): fine-tuned 100.0 [90.0, 110.0], from scratch 300.0 [200.0, 400.0] "
+                                  "(IQM, 95% CI): from scratch ahead, the intervals apart.")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 ARMS = ("finetune", "scratch")
+LABELS = {"finetune": "fine-tuned", "scratch": "from scratch"}
 
 
 def _done(run_dir: Path, steps: int) -> bool:
@@ -101,3 +102,29 @@ def curves_figure(path: str | Path):
     fig.update_layout(title="Offline-to-online: fine-tuned vs from scratch", xaxis_title="online environment steps",
                       yaxis_title="evaluation return", template="plotly_white", width=800, height=450)
     return fig
+
+
+def read_curves(path: str | Path) -> dict[str, list[dict[str, float]]]:
+    """arm -> rows of ``curves.csv`` (step, eval_return_iqm, low, high, seeds as numbers), in step order."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return {arm: sorted(({k: float(v) for k, v in r.items() if k != "arm"} for r in rows if r["arm"] == arm),
+                        key=lambda r: r["step"]) for arm in ARMS}
+
+
+def verdict(path: str | Path) -> str:
+    """One sentence from the numbers: the two arms at the last step both evaluated, IQM and 95% CI over seeds."""
+    curves = read_curves(path)
+    common = set.intersection(*({r["step"] for r in curves[arm]} for arm in ARMS))
+    if not common:
+        return "The two arms have no evaluated step in common yet."
+    step = max(common)
+    at = {arm: next(r for r in curves[arm] if r["step"] == step) for arm in ARMS}
+    ft, sc = at["finetune"], at["scratch"]
+    seeds = int(min(ft["seeds"], sc["seeds"]))
+    ahead = "fine-tuned ahead" if ft["eval_return_iqm"] > sc["eval_return_iqm"] else "from scratch ahead"
+    apart = ft["low"] > sc["high"] or sc["low"] > ft["high"]
+    return (f"At {int(step):,} online steps ({seeds} seed{'s' if seeds != 1 else ''}): fine-tuned "
+            f"{ft['eval_return_iqm']:.1f} [{ft['low']:.1f}, {ft['high']:.1f}], from scratch {sc['eval_return_iqm']:.1f} "
+            f"[{sc['low']:.1f}, {sc['high']:.1f}] (IQM, 95% CI): {ahead}, "
+            + ("the intervals apart." if apart else "the intervals overlap."))
