@@ -88,7 +88,6 @@ def test_the_command_line(pretrained, tmp_path, capsys):
             "--steps", "30", "--no-progress", "--set", "seed_steps=20", "--set", "eval_every=30",
             "--set", "eval_episodes=1", "--set", "save_video=false"]
     assert main(args) == 0
-    assert "At 30 online steps (2 seeds): fine-tuned" in capsys.readouterr().err  # the verdict, from the numbers
     captured = capsys.readouterr()
     assert "starts from reacher-easy's" in captured.err
     assert json.loads(captured.out.strip().splitlines()[-1])["step"] == 30
