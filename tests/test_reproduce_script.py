@@ -33,6 +33,17 @@ def test_reproduce_script_passes_manifest_commands_word_by_word(tmp_path):
     assert calls[0].split() == agents[name]["command"].split()[1:]
     assert calls[1].split() == ["export", "--run", f"runs/{name}", "--name", name, "--replace"]
 
+    generalists = json.loads(MANIFEST.read_text())["generalists"]
+    name = sorted(generalists)[0]
+    (bin_dir / "calls.txt").unlink()
+    subprocess.run(["bash", str(tmp_path / "scripts" / "reproduce_pretrained.sh"), name],
+                   check=True, env=env, capture_output=True, text=True)
+    calls = (bin_dir / "calls.txt").read_text().splitlines()
+    entry = generalists[name]
+    assert calls[0].split() == entry["dataset_command"].split()[1:]  # its dataset first (none there yet)
+    assert calls[1].split() == entry["command"].split()[1:]
+    assert calls[2].split() == ["export-generalist", "--run", f"runs/{name}", "--name", name, "--replace"]
+
     bad = subprocess.run(["bash", str(tmp_path / "scripts" / "reproduce_pretrained.sh"), "no-such-agent"],
                          env=env, capture_output=True, text=True)
     assert bad.returncode != 0 and "available:" in bad.stderr
