@@ -10,8 +10,8 @@ pins mujoco 3.3.0, which dm-control 1.0.50 cannot use; these install with what w
 last 10 s (``natural_episode_length``: 125 agent steps at action repeat 2), and they report ``success``:
 the arm is at its goal (the task's reward is 1) when the episode ends.
 
-dm_control's reach pays only within 10 cm of the target (a Gaussian tolerance of 5 cm width around the
-5 cm target), so an agent finds reward only by chance. ``jaco-reach-site-shaped`` is the same task
+dm_control's reach pays almost nothing beyond 15 cm from the target (a Gaussian tolerance of 5 cm width
+around the 5 cm target), so an agent finds reward only by chance. ``jaco-reach-site-shaped`` is the same task
 with MetaWorld's reach reward instead: a long-tailed tolerance of the hand-to-target distance whose
 margin is that distance at the start of the episode, so every step says whether the hand came closer.
 It is 1 inside the target, as dm_control's, so ``success`` means the same in both.

@@ -29,16 +29,17 @@ from .trainer import evaluate, seed_everything
 EVAL_SEED = 12345
 
 
+def _set_flags(cfg) -> list[str]:
+    """``--set key=value`` for every field where ``cfg`` differs from its preset (run identity aside)."""
+    base = make_config(cfg.preset)
+    return [f"--set {key}={value}" for key, value in cfg.to_dict().items()
+            if key not in ("task", "seed", "steps", "preset", "device") and getattr(base, key) != value]
+
+
 def train_command(cfg, out: str) -> str:
     """The `mbdpo-lab train` command that rebuilds ``cfg`` from its preset."""
-    base = make_config(cfg.preset)
-    sets = []
-    for key, value in cfg.to_dict().items():
-        if key in ("task", "seed", "steps", "preset", "device") or getattr(base, key) == value:
-            continue
-        sets.append(f"--set {key}={value}")
     return " ".join([f"mbdpo-lab train --task {cfg.task} --preset {cfg.preset} --steps {cfg.steps}",
-                     f"--seed {cfg.seed}", *sets, f"--out {out}"])
+                     f"--seed {cfg.seed}", *_set_flags(cfg), f"--out {out}"])
 
 
 def evaluate_checkpoint(path: Path, episodes: int = 10, seed: int = EVAL_SEED) -> dict[str, Any]:
@@ -138,11 +139,8 @@ def _write_entry(directory: Path, section: str, name: str, entry: dict[str, Any]
 
 def pretrain_command(cfg, updates: int, dataset: str, out: str) -> str:
     """The `mbdpo-lab pretrain` command that rebuilds a pretraining run's ``cfg`` from its preset."""
-    base = make_config(cfg.preset)
-    sets = [f"--set {k}={v}" for k, v in cfg.to_dict().items()
-            if k not in ("task", "seed", "steps", "preset", "device") and getattr(base, k) != v]
     return " ".join([f"mbdpo-lab pretrain --data {dataset} --preset {cfg.preset} --updates {updates}",
-                     f"--seed {cfg.seed}", *sets, f"--out {out}"])
+                     f"--seed {cfg.seed}", *_set_flags(cfg), f"--out {out}"])
 
 
 def _dataset_card(data_dir: Path) -> dict[str, Any]:
