@@ -210,10 +210,15 @@ def list_pretrained(directory: Path = PRETRAINED_DIR, section: str = "agents") -
     return sorted(read_manifest(directory, section))
 
 
+def shipped_models(directory: Path = PRETRAINED_DIR) -> dict[str, dict[str, Any]]:
+    """Every shipped model's manifest entry by name: single-task agents and generalists alike."""
+    return {name: e for section in SECTIONS for name, e in read_manifest(directory, section).items()}
+
+
 def load_pretrained(name: str, device: str | torch.device | None = None,
                     directory: Path = PRETRAINED_DIR, overrides: dict[str, Any] | None = None) -> Checkpoint:
     """Load a shipped agent or generalist by name after checking its file's sha256 against the manifest."""
-    agents = {n: e for section in SECTIONS for n, e in read_manifest(directory, section).items()}
+    agents = shipped_models(directory)
     if name not in agents:
         close = difflib.get_close_matches(name, list(agents), n=3, cutoff=0.4)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -242,6 +247,6 @@ def load_any(source: str | Path, device: str | torch.device | None = None,
         path = path / "agent.safetensors"
     if path.suffix == ".safetensors" or path.exists():
         return load_checkpoint(path, device=device, overrides=overrides)
-    if any(str(source) in list_pretrained(section=section) for section in SECTIONS):
+    if str(source) in shipped_models():
         return load_pretrained(str(source), device=device, overrides=overrides)
     return load_checkpoint(path, device=device, overrides=overrides)  # raises "not found" with a hint

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..checkpoint import SECTIONS, file_sha256, load_pretrained, read_manifest
+from ..checkpoint import file_sha256, load_pretrained, shipped_models
 from ..data import data_dir
 from ..envs import make_env
 from ..episodes import load_episodes, save_episodes
@@ -248,11 +248,6 @@ class LessonData:
         return data["rows"], data["episode_length"]
 
 
-def _shipped() -> dict:
-    """Every shipped model's manifest entry by name: single-task agents and generalists."""
-    return {name: e for section in SECTIONS for name, e in read_manifest(section=section).items()}
-
-
 def read_lessons_manifest(directory: Path = LESSONS_DIR) -> dict:
     path = directory / MANIFEST
     return json.loads(path.read_text()) if path.exists() else {}
@@ -270,7 +265,7 @@ def problems(name: str, directory: Path = LESSONS_DIR) -> list[str]:
             out.append(f"{rel} is missing")
         elif file_sha256(path) != sha:
             out.append(f"{rel} does not match its sha256 (damaged or edited)")
-    agents = _shipped()
+    agents = shipped_models()
     for agent, sha in entry["agents"].items():
         if agent not in agents:
             out.append(f"agent {agent} is no longer shipped")
@@ -315,7 +310,7 @@ def lesson(name: str, recompute: bool = False, fast: bool = False, quiet: bool =
 def build(names=None, directory: Path = LESSONS_DIR, log=print) -> dict:
     """Remake the shipped assets (all, or ``names``) and their manifest entries."""
     manifest = read_lessons_manifest(directory)
-    agents = _shipped()
+    agents = shipped_models()
     for name in names or list(ASSETS):
         folder = directory / name
         seconds = compute(name, folder)

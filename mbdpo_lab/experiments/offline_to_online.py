@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 ARMS = ("finetune", "scratch")
-LABELS = {"finetune": "fine-tuned", "scratch": "from scratch"}
 
 
 def _done(run_dir: Path, steps: int) -> bool:
