@@ -157,6 +157,18 @@ def fidelity_table(data_dir: Path) -> str:
                       steps="F measured at")
 
 
+ANCHOR_SEED_METRICS = [("eval_10k", "eval 10k", 0), ("eval_20k", "eval 20k", 0), ("eval_30k", "eval 30k", 0),
+                       ("overestimation", "over-estimation", 1), ("state_nn_distance", "drift to replay", 4),
+                       ("prior_distance", "distance from prior", 2), ("f_accuracy", "F accuracy", 2)]
+
+
+def anchor_seeds_table(data_dir: Path) -> str:
+    """The anchoring sweep (eta 0.01 vs 0, per task): each finished trial's `mbdpo-lab fidelity` row, as IQM
+    [95% CI] over seeds, with the probability that an anchored seed out-scores an unanchored one at 30k."""
+    return arms_table(_csv_rows(data_dir / "anchor_seeds.csv"), ("task", "eta"), ANCHOR_SEED_METRICS,
+                      improvement=("eval_30k", "eta", "0.01", "0"))
+
+
 def score_policy_table(data_dir: Path) -> str:
     """Score-only acting against the full planner, from `mbdpo-lab score-policy` rows."""
     return _markdown(
@@ -234,6 +246,20 @@ def scaling_table(data_dir: Path) -> str:
     return _markdown(["size", "parameters", "updates", "normalised score", *tasks], body)
 
 
+def offline_to_online_table(data_dir: Path) -> str:
+    """The fine-tune comparison (`mbdpo-lab offline-to-online`'s curves.csv): each arm's IQM return and 95%
+    interval over seeds at every step both arms evaluated."""
+    from .experiments.offline_to_online import read_curves
+
+    curves = read_curves(data_dir / "offline_to_online.csv")
+    by_step = {arm: {int(r["step"]): r for r in rows} for arm, rows in curves.items()}
+    steps = sorted(set.intersection(*(set(v) for v in by_step.values())))
+    cell = lambda r: f"{r['eval_return_iqm']:.1f} [{r['low']:.1f}, {r['high']:.1f}]"
+    return _markdown(["online steps", "fine-tuned (IQM [95% CI])", "from scratch (IQM [95% CI])", "seeds"],
+                     [[f"{s:,}", cell(by_step["finetune"][s]), cell(by_step["scratch"][s]),
+                       f"{int(min(by_step[a][s]['seeds'] for a in by_step))}"] for s in steps])
+
+
 def csv_table(path: Path) -> str:
     """A table kept as a CSV of its cells (header first): investigations whose cells mix numbers and notes."""
     with open(path, newline="") as fh:
@@ -265,6 +291,7 @@ GENERATED: dict[tuple[str, str], Callable[[], str]] = {
     ("docs/performance.md", "bench"): lambda: bench_table(DOCS_DATA),
     ("docs/algorithm.md", "fidelity"): lambda: fidelity_table(DOCS_DATA),
     ("docs/algorithm.md", "score-policy"): lambda: score_policy_table(DOCS_DATA),
+    ("docs/results.md", "anchor-seeds"): lambda: anchor_seeds_table(DOCS_DATA),
     ("docs/algorithm.md", "model-sizes"): _model_sizes_table,
     ("docs/results.md", "scaling"): lambda: scaling_table(RESULTS),
     **{(page, name): (lambda name=name: csv_table(DOCS_DATA / "tables" / f"{name}.csv"))

@@ -135,3 +135,15 @@ def test_the_comparisons_verdict_reads_the_last_common_step(tmp_path):
     path.write_text("arm,step,eval_return_iqm,low,high,seeds\nfinetune,2000,100,90,110,1\nscratch,2000,300,200,400,1\n")
     assert verdict(path).endswith("(1 seed): fine-tuned 100.0 [90.0, 110.0], from scratch 300.0 [200.0, 400.0] "
                                   "(IQM, 95% CI): from scratch ahead, the intervals apart.")
+
+
+def test_the_docs_table_of_the_comparison_lists_the_steps_both_arms_evaluated(tmp_path):
+    from mbdpo_lab.doc_tables import offline_to_online_table
+
+    (tmp_path / "offline_to_online.csv").write_text(
+        "arm,step,eval_return_iqm,low,high,seeds\nfinetune,0,50,40,60,3\nfinetune,2000,300,250,350,3\n"
+        "finetune,4000,600,550,650,3\nscratch,2000,100,50,150,3\nscratch,4000,200,150,560,2\n")
+    lines = offline_to_online_table(tmp_path).splitlines()
+    assert lines[0] == "| online steps | fine-tuned (IQM [95% CI]) | from scratch (IQM [95% CI]) | seeds |"
+    assert lines[2:] == ["| 2,000 | 300.0 [250.0, 350.0] | 100.0 [50.0, 150.0] | 3 |",
+                         "| 4,000 | 600.0 [550.0, 650.0] | 200.0 [150.0, 560.0] | 2 |"]
