@@ -462,7 +462,7 @@ def cmd_offline_to_online(args) -> None:
 
     path = o2o.run_comparison(args.from_, args.task, args.steps, args.seeds, args.out, source=args.source,
                               overrides=args.overrides, report=lambda m: print(m, file=sys.stderr))
-    o2o.curves_figure(path).write_html(str(Path(args.out) / "curves.html"), include_plotlyjs=True)
+    o2o.curves_figure(path, args.task).write_html(str(Path(args.out) / "curves.html"), include_plotlyjs=True)
     print(o2o.verdict(path), file=sys.stderr)
     print(json.dumps({"curves": str(path), "seeds": args.seeds}))
 

@@ -247,17 +247,21 @@ def scaling_table(data_dir: Path) -> str:
 
 
 def offline_to_online_table(data_dir: Path) -> str:
-    """The fine-tune comparison (`mbdpo-lab offline-to-online`'s curves.csv): each arm's IQM return and 95%
-    interval over seeds at every step both arms evaluated."""
-    from .experiments.offline_to_online import read_curves
+    """The fine-tune comparisons (`mbdpo-lab offline-to-online`'s curves.csv, one per held-out task): each
+    arm's IQM return and 95% interval over seeds at every step it evaluated ("–" where it did not: step 0
+    is the pretrained model before any online step, which only the fine-tuned arm has)."""
+    from .experiments.offline_to_online import read_curves, shipped_curves
 
-    curves = read_curves(data_dir / "offline_to_online.csv")
-    by_step = {arm: {int(r["step"]): r for r in rows} for arm, rows in curves.items()}
-    steps = sorted(set.intersection(*(set(v) for v in by_step.values())))
-    cell = lambda r: f"{r['eval_return_iqm']:.1f} [{r['low']:.1f}, {r['high']:.1f}]"
-    return _markdown(["online steps", "fine-tuned (IQM [95% CI])", "from scratch (IQM [95% CI])", "seeds"],
-                     [[f"{s:,}", cell(by_step["finetune"][s]), cell(by_step["scratch"][s]),
-                       f"{int(min(by_step[a][s]['seeds'] for a in by_step))}"] for s in steps])
+    cell = lambda r: f"{r['eval_return_iqm']:.1f} [{r['low']:.1f}, {r['high']:.1f}]" if r else "–"
+    body = []
+    for task, path in shipped_curves(data_dir).items():
+        by_step = {arm: {int(r["step"]): r for r in rows} for arm, rows in read_curves(path).items()}
+        for s in sorted(set().union(*by_step.values())):
+            at = {arm: by_step[arm].get(s) for arm in by_step}
+            body.append([task, f"{s:,}", cell(at["finetune"]), cell(at["scratch"]),
+                         f"{int(min(r['seeds'] for r in at.values() if r))}"])
+    return _markdown(["held-out task", "online steps", "fine-tuned (IQM [95% CI])", "from scratch (IQM [95% CI])",
+                      "seeds"], body)
 
 
 def csv_table(path: Path) -> str:
@@ -294,6 +298,7 @@ GENERATED: dict[tuple[str, str], Callable[[], str]] = {
     ("docs/results.md", "anchor-seeds"): lambda: anchor_seeds_table(DOCS_DATA),
     ("docs/algorithm.md", "model-sizes"): _model_sizes_table,
     ("docs/results.md", "scaling"): lambda: scaling_table(RESULTS),
+    ("docs/results.md", "offline-to-online"): lambda: offline_to_online_table(RESULTS),
     **{(page, name): (lambda name=name: csv_table(DOCS_DATA / "tables" / f"{name}.csv"))
        for name, page in CSV_TABLES.items()},
 }

@@ -73,7 +73,7 @@ EXPECTED = {"00_tour": dict(widgets=1, plots=4, videos=1), "01_world_model": dic
             "02_diffusion_denoising": dict(widgets=1, plots=6), "03_energy_anchor": dict(widgets=2, plots=4, videos=2),
             "04_latent_trajectories": dict(widgets=1, plots=2), "05_train_on_gpu": dict(widgets=1, plots=4),
             "06_planners": dict(plots=1), "07_exercises": dict(widgets=3),
-            "08_scaling_and_finetuning": dict(plots=2)}
+            "08_scaling_and_finetuning": dict(plots=3)}
 
 
 def _free_port() -> int:

@@ -115,12 +115,20 @@ def test_the_comparison_trains_both_arms_per_seed_and_resumes(pretrained, tmp_pa
     assert not scratch.tasks  # from scratch: a single-task model, nothing pretrained
     with open(tmp_path / "cmp" / "curves.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert {(r["arm"], r["step"]) for r in rows} == {(a, s) for a in ("finetune", "scratch") for s in ("15", "30")}
+    # the fine-tuned curve starts where fine-tuning starts: the pretrained model before any online step
+    assert {(r["arm"], r["step"]) for r in rows} == ({(a, s) for a in ("finetune", "scratch") for s in ("15", "30")}
+                                                      | {("finetune", "0")})
     assert all(float(r["low"]) <= float(r["eval_return_iqm"]) <= float(r["high"]) for r in rows)
     assert (tmp_path / "cmp" / "curves.html").exists()
     capsys.readouterr()
-    assert main(args) == 0  # everything done: nothing retrained
-    assert capsys.readouterr().err.count(": done") == 4
+    assert main(args) == 0  # everything done: nothing retrained, nothing evaluated twice
+    err = capsys.readouterr().err
+    assert err.count(": done") == 4 and "before any online step" not in err
+    metrics = tmp_path / "cmp" / "finetune-s1" / "metrics.csv"
+    kept = [line for line in metrics.read_text().splitlines() if not line.startswith("0,0,0,eval,")]
+    metrics.write_text("\n".join(kept) + "\n")  # a run that began before the step-0 evaluation existed
+    assert main(args) == 0
+    assert capsys.readouterr().err.count("before any online step") == 1
 
 
 def test_the_comparisons_verdict_reads_the_last_common_step(tmp_path):
@@ -137,13 +145,20 @@ def test_the_comparisons_verdict_reads_the_last_common_step(tmp_path):
                                   "(IQM, 95% CI): from scratch ahead, the intervals apart.")
 
 
-def test_the_docs_table_of_the_comparison_lists_the_steps_both_arms_evaluated(tmp_path):
+def test_the_docs_table_of_the_comparisons_lists_each_arms_evaluations_per_task(tmp_path):
     from mbdpo_lab.doc_tables import offline_to_online_table
+    from mbdpo_lab.experiments.offline_to_online import shipped_curves
 
-    (tmp_path / "offline_to_online.csv").write_text(
+    (tmp_path / "offline_to_online-reacher-hard.csv").write_text(
         "arm,step,eval_return_iqm,low,high,seeds\nfinetune,0,50,40,60,3\nfinetune,2000,300,250,350,3\n"
         "finetune,4000,600,550,650,3\nscratch,2000,100,50,150,3\nscratch,4000,200,150,560,2\n")
+    (tmp_path / "offline_to_online-cartpole-balance.csv").write_text(
+        "arm,step,eval_return_iqm,low,high,seeds\nfinetune,1000,900,850,950,3\nscratch,1000,10,5,15,3\n")
+    assert list(shipped_curves(tmp_path)) == ["cartpole-balance", "reacher-hard"]
     lines = offline_to_online_table(tmp_path).splitlines()
-    assert lines[0] == "| online steps | fine-tuned (IQM [95% CI]) | from scratch (IQM [95% CI]) | seeds |"
-    assert lines[2:] == ["| 2,000 | 300.0 [250.0, 350.0] | 100.0 [50.0, 150.0] | 3 |",
-                         "| 4,000 | 600.0 [550.0, 650.0] | 200.0 [150.0, 560.0] | 2 |"]
+    assert lines[0] == ("| held-out task | online steps | fine-tuned (IQM [95% CI]) | from scratch (IQM [95% CI]) "
+                        "| seeds |")
+    assert lines[2:] == ["| cartpole-balance | 1,000 | 900.0 [850.0, 950.0] | 10.0 [5.0, 15.0] | 3 |",
+                         "| reacher-hard | 0 | 50.0 [40.0, 60.0] | – | 3 |",
+                         "| reacher-hard | 2,000 | 300.0 [250.0, 350.0] | 100.0 [50.0, 150.0] | 3 |",
+                         "| reacher-hard | 4,000 | 600.0 [550.0, 650.0] | 200.0 [150.0, 560.0] | 2 |"]

@@ -2,8 +2,9 @@
 
 For each seed, two normal run directories at the same online step budget: ``finetune-sN`` (`finetune`:
 the pretrained model, a new task embedding, no random seed phase) and ``scratch-sN`` (the same config,
-single-task, randomly initialised, with the usual random seed phase). Running it again resumes what is
-unfinished. ``curves.csv`` holds each arm's evaluation return over seeds (IQM and 95% interval at every
+single-task, randomly initialised, with the usual random seed phase). The fine-tuned curve starts at step
+0: the pretrained model's evaluation before any online step (what fine-tuning begins from, and keeps or
+loses). Running it again resumes what is unfinished. ``curves.csv`` holds each arm's evaluation return over seeds (IQM and 95% interval at every
 evaluated step) for the figure and the docs.
 """
 from __future__ import annotations
@@ -13,7 +14,18 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+from ..data import data_dir
+
 ARMS = ("finetune", "scratch")
+# the measured comparisons that ship with the package (docs/results.md, notebook 08): copies of their
+# curves.csv, one per held-out task, named offline_to_online-<task>.csv
+SHIPPED_PREFIX = "offline_to_online-"
+
+
+def shipped_curves(directory: Path | None = None) -> dict[str, Path]:
+    """Held-out task -> its shipped ``curves.csv`` (in task order)."""
+    directory = data_dir("results") if directory is None else Path(directory)
+    return {p.stem[len(SHIPPED_PREFIX):]: p for p in sorted(directory.glob(f"{SHIPPED_PREFIX}*.csv"))}
 
 
 def _done(run_dir: Path, steps: int) -> bool:
@@ -38,6 +50,29 @@ def _run(run_dir: Path, steps: int, build: Callable[[], Any], report: Callable[[
     trainer.complete()
 
 
+def _zero_shot(run_dir: Path, build: Callable[[], tuple[Any, Any]], report: Callable[[str], None]) -> None:
+    """Record the fine-tuned arm's step-0 evaluation in its metrics.csv, once (a run that began without it
+    gets it from the same starting point): the prepared model, evaluated as the trainer would at step 0."""
+    from ..envs import EVAL_SEED_OFFSET, make_env
+    from ..trainer import CSV_COLUMNS, append_row, evaluate
+
+    metrics = run_dir / "metrics.csv"
+    with open(metrics, newline="") as fh:
+        if any(r["kind"] == "eval" and int(r["step"]) == 0 for r in csv.DictReader(fh)):
+            return
+    cfg, agent = build()
+    env = make_env(cfg.task, seed=cfg.seed + EVAL_SEED_OFFSET, action_repeat=cfg.action_repeat,
+                   episode_length=cfg.episode_length)
+    try:
+        result = evaluate(agent, env, cfg.eval_episodes, seed=cfg.seed)
+    finally:
+        env.close()
+    append_row(metrics, dict(step=0, sim_step=0, episode=0, kind="eval", eval_return=result["mean_return"],
+                             eval_return_std=result["std_return"], eval_success=result["success_rate"],
+                             planner_ms=result["planner_ms"], wall_time=0.0), CSV_COLUMNS)
+    report(f"{run_dir.name}: before any online step, eval return {result['mean_return']:.1f}")
+
+
 def run_comparison(checkpoint: str | Path, task: str, steps: int, seeds: list[int], out: str | Path,
                    source: str | None = None, overrides: list[str] | None = None,
                    report: Callable[[str], None] = print) -> Path:
@@ -55,12 +90,18 @@ def run_comparison(checkpoint: str | Path, task: str, steps: int, seeds: list[in
             report(f"  {task} starts from {src}'s task embedding")
             return Trainer(cfg, out / f"finetune-s{seed}", agent=agent)
 
+        def starting_point(seed=seed):
+            cfg, agent, _ = prepare(checkpoint, task, source, overrides)
+            cfg.seed = seed
+            return cfg, agent
+
         def scratch(seed=seed):
             cfg, _, _ = prepare(checkpoint, task, source, overrides)  # the same settings, nothing pretrained kept
             values = {**cfg.to_dict(), "seed": seed, "steps": steps, "seed_actions": "random"}
             return Trainer(Config.from_dict(values), out / f"scratch-s{seed}")
 
         _run(out / f"finetune-s{seed}", steps, finetuned, report)
+        _zero_shot(out / f"finetune-s{seed}", starting_point, report)
         _run(out / f"scratch-s{seed}", steps, scratch, report)
     return write_curves(out, seeds)
 
@@ -82,8 +123,8 @@ def write_curves(out: str | Path, seeds: list[int]) -> Path:
     return path
 
 
-def curves_figure(path: str | Path):
-    """Plotly: each arm's IQM return with its 95% band against online steps."""
+def curves_figure(path: str | Path, task: str | None = None):
+    """Plotly: each arm's IQM return with its 95% band against online steps (``task`` names it in the title)."""
     import plotly.graph_objects as go
 
     with open(path, newline="") as fh:
@@ -98,7 +139,7 @@ def curves_figure(path: str | Path):
                         hoverinfo="skip")
         fig.add_scatter(x=x, y=[float(r["eval_return_iqm"]) for r in pts], mode="lines+markers",
                         name=f"{arm} (IQM, 95% CI)", line=dict(color=colours[arm]))
-    fig.update_layout(title="Offline-to-online: fine-tuned vs from scratch", xaxis_title="online environment steps",
+    fig.update_layout(title="Offline-to-online: fine-tuned vs from scratch" + (f" on {task}" if task else ""), xaxis_title="online environment steps",
                       yaxis_title="evaluation return", template="plotly_white", width=800, height=450)
     return fig
 
