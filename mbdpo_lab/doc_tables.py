@@ -250,16 +250,18 @@ def offline_to_online_table(data_dir: Path) -> str:
     """The fine-tune comparisons (`mbdpo-lab offline-to-online`'s curves.csv, one per held-out task): each
     arm's IQM return and 95% interval over seeds at every step it evaluated ("–" where it did not: step 0
     is the pretrained model before any online step, which only the fine-tuned arm has)."""
-    from .experiments.offline_to_online import read_curves, shipped_curves
+    def cell(r):
+        return f"{float(r['eval_return_iqm']):.1f} [{float(r['low']):.1f}, {float(r['high']):.1f}]" if r else "–"
 
-    cell = lambda r: f"{r['eval_return_iqm']:.1f} [{r['low']:.1f}, {r['high']:.1f}]" if r else "–"
     body = []
-    for task, path in shipped_curves(data_dir).items():
-        by_step = {arm: {int(r["step"]): r for r in rows} for arm, rows in read_curves(path).items()}
+    prefix = "offline_to_online-"  # the shipped copies' names (experiments.offline_to_online.SHIPPED_PREFIX)
+    for path in sorted(data_dir.glob(f"{prefix}*.csv")):
+        rows = _csv_rows(path)
+        by_step = {arm: {int(r["step"]): r for r in rows if r["arm"] == arm} for arm in ("finetune", "scratch")}
         for s in sorted(set().union(*by_step.values())):
             at = {arm: by_step[arm].get(s) for arm in by_step}
-            body.append([task, f"{s:,}", cell(at["finetune"]), cell(at["scratch"]),
-                         f"{int(min(r['seeds'] for r in at.values() if r))}"])
+            body.append([path.stem[len(prefix):], f"{s:,}", cell(at["finetune"]), cell(at["scratch"]),
+                         f"{min(int(r['seeds']) for r in at.values() if r)}"])
     return _markdown(["held-out task", "online steps", "fine-tuned (IQM [95% CI])", "from scratch (IQM [95% CI])",
                       "seeds"], body)
 
