@@ -4,8 +4,8 @@ For each seed, two normal run directories at the same online step budget: ``fine
 the pretrained model, a new task embedding, no random seed phase) and ``scratch-sN`` (the same config,
 single-task, randomly initialised, with the usual random seed phase). The fine-tuned curve starts at step
 0: the pretrained model's evaluation before any online step (what fine-tuning begins from, and keeps or
-loses). Running it again resumes what is unfinished. ``curves.csv`` holds each arm's evaluation return over seeds (IQM and 95% interval at every
-evaluated step) for the figure and the docs.
+loses). Running it again resumes what is unfinished. ``curves.csv`` holds each arm's evaluation return
+over seeds (IQM and 95% interval at every evaluated step) for the figure and the docs.
 """
 from __future__ import annotations
 
@@ -139,7 +139,8 @@ def curves_figure(path: str | Path, task: str | None = None):
                         hoverinfo="skip")
         fig.add_scatter(x=x, y=[float(r["eval_return_iqm"]) for r in pts], mode="lines+markers",
                         name=f"{arm} (IQM, 95% CI)", line=dict(color=colours[arm]))
-    fig.update_layout(title="Offline-to-online: fine-tuned vs from scratch" + (f" on {task}" if task else ""), xaxis_title="online environment steps",
+    fig.update_layout(title="Offline-to-online: fine-tuned vs from scratch" + (f" on {task}" if task else ""),
+                      xaxis_title="online environment steps",
                       yaxis_title="evaluation return", template="plotly_white", width=800, height=450)
     return fig
 
