@@ -28,6 +28,14 @@ def test_a_goal_window_runs_from_the_start_to_the_goal_and_a_little_more():
     assert (start, stop) == (0, 201) and "never reached" in why
 
 
+def test_a_shaped_reward_reaches_the_goal_only_when_every_control_step_is_at_it():
+    """jaco-reach-site-shaped pays ~0.5 per control step halfway to the target: two of them summed must not
+    count as the goal; an agent step whose two control steps both paid 1 does."""
+    rewards = np.r_[np.linspace(0.2, 1.8, 40), np.full(10, 1.95), np.full(50, 2.0)]  # action repeat 2
+    assert structure_window("goal", rewards, 101, action_repeat=2)[:2] == (0, 50 + 1 + AFTER_GOAL)
+    assert structure_window("goal", rewards / 2, 101, action_repeat=1)[:2] == (0, 50 + 1 + AFTER_GOAL)
+
+
 def test_a_gait_window_skips_the_start_up_and_shows_a_few_periods():
     assert structure_window("cyclic", np.zeros(500), 501, period=12)[:2] == (SETTLE_STEPS, SETTLE_STEPS + PERIODS * 12 + 1)
     assert structure_window("cyclic", np.zeros(30), 31, period=3)[0] == 15  # short episodes: from their middle

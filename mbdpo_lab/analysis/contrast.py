@@ -30,9 +30,10 @@ GOAL_DOMAINS = {"reacher", "jaco", "finger", "manipulator", "point-mass", "fish"
 SETTLE_STEPS = 100  # a gait's start-up transient (standing up, first strides), skipped
 PERIODS = 4  # periods of a gait shown
 NO_CYCLE_SPAN = 40  # steps shown of a gait-task path without a measured cycle
-# an agent step (its control steps' rewards summed) earning this much has reached the goal: the goal tasks'
-# rewards are in [0, 1] per control step and (nearly) 1 only at the goal
-GOAL_REWARD = 0.9
+# the goal tasks pay 1 per control step exactly at the goal (inside the target) and less elsewhere: an agent
+# step has reached the goal when every one of its control steps earned this (a shaped reward such as
+# jaco-reach-site-shaped's pays 0.5 per control step far from the target, so a sum over the step cannot tell)
+GOAL_REWARD = 1.0 - 1e-4
 AFTER_GOAL = 10  # steps shown after the goal is first reached
 SHOWN_EPISODES = 3  # episodes drawn per panel (more read as clutter); the metrics use every episode
 
@@ -49,8 +50,10 @@ def task_kind(task: str) -> str:
     return "other"
 
 
-def structure_window(kind: str, rewards: np.ndarray, length: int, period: float | None = None) -> tuple[int, int, str]:
-    """(start, stop, why) of the latents [start:stop] that carry an episode's structure (``length`` latents)."""
+def structure_window(kind: str, rewards: np.ndarray, length: int, period: float | None = None,
+                     action_repeat: int = 1) -> tuple[int, int, str]:
+    """(start, stop, why) of the latents [start:stop] that carry an episode's structure (``length`` latents;
+    ``rewards`` per agent step, each the sum of ``action_repeat`` control steps')."""
     if kind == "cyclic":
         start = min(SETTLE_STEPS, length // 2)
         span = int(round(PERIODS * period)) + 1 if period else NO_CYCLE_SPAN
@@ -58,7 +61,7 @@ def structure_window(kind: str, rewards: np.ndarray, length: int, period: float 
         what = f"{PERIODS} periods of {period:.0f} steps" if period else f"{NO_CYCLE_SPAN} steps (no cycle measured)"
         return start, stop, f"steps {start}-{stop - 1}: {what} after the first {start}"
     if kind == "goal":
-        reached = np.nonzero(np.asarray(rewards) >= GOAL_REWARD)[0]
+        reached = np.nonzero(np.asarray(rewards) >= GOAL_REWARD * action_repeat)[0]
         if len(reached) == 0:
             return 0, length, "the whole episode: the goal was never reached"
         stop = min(length, int(reached[0]) + 1 + AFTER_GOAL)
@@ -68,7 +71,8 @@ def structure_window(kind: str, rewards: np.ndarray, length: int, period: float 
 
 def window_rollouts(rollouts: LatentRollouts, windows: list[tuple[int, int]]) -> LatentRollouts:
     """The same episodes cut to their windows (imagined branches of the steps inside them)."""
-    cut = LatentRollouts(task=rollouts.task, latents=[], imagined=[], rewards=[], actions=[])
+    cut = LatentRollouts(task=rollouts.task, latents=[], imagined=[], rewards=[], actions=[],
+                         action_repeat=rollouts.action_repeat)
     for i, (a, b) in enumerate(windows):
         steps = slice(a, max(a, min(b, len(rollouts.rewards[i]))))  # latents have one more entry than steps
         cut.latents.append(rollouts.latents[i][a:b])
@@ -121,7 +125,7 @@ def contrast_cut(rollouts: LatentRollouts) -> tuple[str, LatentRollouts, list[tu
     periods = [m["period"] for m in metrics if m["cyclicity"] > CYCLIC and m["period"] == m["period"]]
     period = float(np.median(periods)) if periods else None
     shown = zip(rollouts.latents[:SHOWN_EPISODES], rollouts.rewards[:SHOWN_EPISODES])
-    cuts = [structure_window(kind, r, len(z), period) for z, r in shown]
+    cuts = [structure_window(kind, r, len(z), period, rollouts.action_repeat) for z, r in shown]
     windows = [(a, b) for a, b, _ in cuts]
     return kind, window_rollouts(rollouts, windows), windows, [w for _, _, w in cuts], metrics
 

@@ -27,6 +27,7 @@ class LatentRollouts:
     rewards: list[np.ndarray]
     actions: list[np.ndarray]
     frames: list[np.ndarray] = field(default_factory=list)
+    action_repeat: int = 1  # control steps per agent step: each of ``rewards`` sums that many
 
     @property
     def num_episodes(self) -> int:
@@ -41,7 +42,7 @@ class LatentRollouts:
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        arrays: dict[str, np.ndarray] = {"task": np.array(self.task)}
+        arrays: dict[str, np.ndarray] = {"task": np.array(self.task), "action_repeat": np.array(self.action_repeat)}
         for i in range(self.num_episodes):
             arrays[f"latents_{i}"] = self.latents[i]
             arrays[f"imagined_{i}"] = self.imagined[i]
@@ -58,8 +59,9 @@ class LatentRollouts:
             n = sum(1 for k in data.files if k.startswith("latents_"))
             get = lambda key: [data[f"{key}_{i}"] for i in range(n)]  # noqa: E731
             frames = get("frames") if "frames_0" in data.files else []
+            repeat = int(data["action_repeat"]) if "action_repeat" in data.files else 1
             return cls(task=str(data["task"]), latents=get("latents"), imagined=get("imagined"),
-                       rewards=get("rewards"), actions=get("actions"), frames=frames)
+                       rewards=get("rewards"), actions=get("actions"), frames=frames, action_repeat=repeat)
 
 
 @torch.no_grad()
@@ -67,7 +69,8 @@ def latents_of(agent: MBDPO, task: str, episodes: list[Episode], frame_size: int
     """The latent path of recorded episodes (``run_episode(record=True)``), in one batched pass: z_t = h(o_t)
     and every final plan rolled through the dynamics from z_t. Frames render on demand from the
     recorded simulator states (``frame_size`` None: no frames)."""
-    out = LatentRollouts(task=task, latents=[], imagined=[], rewards=[], actions=[])
+    out = LatentRollouts(task=task, latents=[], imagined=[], rewards=[], actions=[],
+                         action_repeat=agent.cfg.action_repeat)
     for ep in episodes:
         if ep.plans is None:
             raise ValueError("the episode was run without record=True: it holds no plans to imagine from")
