@@ -49,8 +49,8 @@ def test_damaged_file_is_reported_and_the_data_computed_live(tmp_path, capsys):
 def test_loaded_lesson_data_opens_the_latent_explorer_without_a_fit():
     from mbdpo_lab.analysis.projection import project
 
-    rollouts = lessons.lesson("tour", quiet=True).latents()["cartpole-swingup"]
-    assert rollouts.num_episodes == 1 and len(rollouts.latents[0]) == len(rollouts.frames[0])
+    rollouts = lessons.lesson("latents", quiet=True).latents()["walker-walk"]
+    assert rollouts.num_episodes >= 2 and len(rollouts.latents[0]) == len(rollouts.frames[0])
     proj = project(rollouts, method="umap", dims=2, seed=0, progress=False)
     assert proj.real[0].shape == (len(rollouts.latents[0]), 2)  # the shipped fit, remembered for this data
 

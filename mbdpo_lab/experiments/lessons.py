@@ -89,10 +89,9 @@ def _build_tour(folder: Path, budget: Budget) -> None:
     from ..episodes import StateFrames
     from ..rendering import write_video
 
-    agent, recorded = _record(folder, "cartpole-swingup", env_seed=1, episodes=1, budget=budget)
+    _, recorded = _record(folder, "cartpole-swingup", env_seed=1, episodes=1, budget=budget)
     write_video(str(folder / "video-cartpole-swingup.mp4"),
                 StateFrames("cartpole-swingup", recorded[0].states, VIDEO_SIZE)[:], fps=30)
-    _project(folder, "cartpole-swingup", agent, recorded)
 
 
 def _build_world_model(folder: Path, budget: Budget) -> None:
@@ -169,7 +168,7 @@ def _build_generalist(folder: Path, budget: Budget) -> None:
 
 
 ASSETS: dict[str, Asset] = {a.name: a for a in (
-    Asset("tour", ("cartpole-swingup",), "one recorded episode of cartpole-swingup, its video, its UMAP",
+    Asset("tour", ("cartpole-swingup",), "one recorded episode of cartpole-swingup and its video",
           "2 min", _build_tour),
     Asset("world-model", ("reacher-easy",), "one recorded episode of reacher-easy", "1 min", _build_world_model),
     Asset("latents", LATENT_AGENTS, "two recorded episodes of each of four agents and their UMAPs",
