@@ -324,18 +324,31 @@ def build(names=None, directory: Path = LESSONS_DIR, log=print) -> dict:
 
 
 def latent_structure_rows(data: LessonData | None = None) -> list[list[str]]:
-    """The table docs/results.md shows for the shipped latent lesson: per agent, each episode's return,
-    cyclicity (period) and goal-directedness, measured on exactly the episodes notebook 04 loads."""
+    """The table docs/results.md shows for the shipped latent lesson: per agent, the mean ± standard deviation
+    over its episodes of return, cyclicity and goal-directedness (the median period of the cyclic ones) and,
+    for a task with a success signal, how many ended at the goal; measured on exactly the episodes
+    notebook 04 loads."""
+    import numpy as np
+
+    from ..analysis.contrast import task_kind
     from ..analysis.structure import latent_structure_per_episode, period_text
 
+    def spread(values) -> str:
+        values = np.asarray(values, np.float64)
+        sd = values.std(ddof=1) if len(values) > 1 else 0.0
+        digits = 0 if abs(values.mean()) >= 10 else 2
+        return f"{values.mean():.{digits}f} ± {sd:.{digits}f}"
+
     data = data or lesson("latents", quiet=True)
-    rows = [["agent", "returns", "cyclicity (period)", "goal-directedness"]]
+    rows = [["agent", "kind", "episodes", "return", "success", "cyclicity", "period (median)", "goal-directedness"]]
     for name, rollouts in data.latents(frame_size=None).items():
         eps = latent_structure_per_episode(rollouts)
-        rows.append([name, ", ".join(f"{r['return']:.0f}" for r in eps),
-                     ", ".join(f"{r['cyclicity']:.2f}" + (f" ({period_text(r)})" if period_text(r) else "")
-                               for r in eps),
-                     ", ".join(f"{r['goal_directedness']:.2f}" for r in eps)])
+        ends = [ep.success for ep in data.episodes(name)[0]]
+        periods = [float(period_text(r)) for r in eps if period_text(r)]
+        rows.append([name, task_kind(rollouts.task), str(len(eps)), spread([r["return"] for r in eps]),
+                     "–" if None in ends else f"{sum(ends)} of {len(ends)}",
+                     spread([r["cyclicity"] for r in eps]), f"{np.median(periods):.0f}" if periods else "–",
+                     spread([r["goal_directedness"] for r in eps])])
     return rows
 
 
