@@ -15,6 +15,8 @@ around the 5 cm target), so an agent finds reward only by chance. ``jaco-reach-s
 with MetaWorld's reach reward instead: a long-tailed tolerance of the hand-to-target distance whose
 margin is that distance at the start of the episode, so every step says whether the hand came closer.
 It is 1 inside the target, as dm_control's, so ``success`` means the same in both.
+``jaco-reach-site-hand`` is the shaped reach with MetaWorld's kind of action as well: a 3-D velocity of
+the hand (`hand_control`) instead of nine joint velocities.
 """
 from __future__ import annotations
 
@@ -30,8 +32,10 @@ rendering.configure_gl()
 
 DOMAIN_ALIASES = {"ball_in_cup": "cup"}
 MANIPULATION_TASKS = {"jaco-reach-site": "reach_site_features", "jaco-reach-duplo": "reach_duplo_features",
-                      "jaco-lift-brick": "lift_brick_features", "jaco-reach-site-shaped": "reach_site_features"}
-SHAPED_TASKS = {"jaco-reach-site-shaped"}  # reward: MetaWorld's reach shaping (module docstring)
+                      "jaco-lift-brick": "lift_brick_features", "jaco-reach-site-shaped": "reach_site_features",
+                      "jaco-reach-site-hand": "reach_site_features"}
+SHAPED_TASKS = {"jaco-reach-site-shaped", "jaco-reach-site-hand"}  # reward: MetaWorld's reach shaping (module doc)
+HAND_CONTROL_TASKS = {"jaco-reach-site-hand"}  # action: a hand velocity, as MetaWorld's (`hand_control`)
 TARGET_RADIUS = 0.05  # dm_control's reach target (metres): reward 1 inside it
 
 
@@ -103,6 +107,11 @@ class DMControlEnv:
         spec = self._env.action_spec()
         self._low, self._high = spec.minimum.astype(np.float32), spec.maximum.astype(np.float32)
         self.act_dim = int(spec.shape[0])
+        self._hand = None
+        if canonical_task(task) in HAND_CONTROL_TASKS:
+            from .hand_control import HandVelocityControl
+
+            self._hand, self.act_dim = HandVelocityControl(self._env), 3
         self.obs_dim = int(sum(int(np.prod(s.shape)) for s in self._env.observation_spec().values()))
         self._t = 0
 
@@ -123,10 +132,10 @@ class DMControlEnv:
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool]:
         a = np.clip(np.asarray(action, np.float32), -1.0, 1.0)
-        scaled = self._low + (a + 1.0) * 0.5 * (self._high - self._low)
+        scaled = self._low + (a + 1.0) * 0.5 * (self._high - self._low) if self._hand is None else None
         reward = 0.0
         for _ in range(self.action_repeat):
-            ts = self._env.step(scaled)
+            ts = self._env.step(scaled if self._hand is None else self._hand.control(a))
             step_reward = self._shaped_reward() if self.shaped else (ts.reward or 0.0)
             reward += step_reward
             if ts.last():

@@ -120,6 +120,35 @@ def test_the_shaped_reach_pays_for_coming_closer_and_succeeds_where_the_original
     assert reward == pytest.approx(2.0) and shaped.success is True
 
 
+def test_the_hand_controlled_reach_moves_the_hand_where_the_action_points_and_a_greedy_reach_succeeds():
+    """jaco-reach-site-hand: the same arm, start and reward as the shaped reach, with a 3-D hand velocity
+    for an action (MetaWorld's kind): each axis moves the hand along it, and heading for the target wins."""
+    from mbdpo_lab.hand_control import HAND_SPEED
+
+    hand, shaped = make_env("jaco-reach-site-hand", seed=3), make_env("jaco-reach-site-shaped", seed=3)
+    assert (hand.obs_dim, hand.act_dim) == (shaped.obs_dim, 3) and hand.shaped
+    assert np.array_equal(hand.reset(), shaped.reset())
+    task = hand._env.task
+    for axis in range(3):
+        for sign in (1, -1):
+            hand.reset()
+            start = hand._env.physics.bind(task.hand.tool_center_point).xpos.copy()
+            a = np.zeros(3, np.float32)
+            a[axis] = sign
+            for _ in range(5):
+                hand.step(a)
+            moved = hand._env.physics.bind(task.hand.tool_center_point).xpos - start
+            assert moved[axis] * sign > 0.5 * HAND_SPEED * 5 * 2 * 0.04  # at least half the commanded 10 control steps
+            assert abs(moved[axis]) > 5 * np.abs(np.delete(moved, axis)).max()  # along that axis, not elsewhere
+    hand.reset()
+    done = False
+    while not done:
+        physics = hand._env.physics
+        v = physics.bind(task._target).xpos - physics.bind(task.hand.tool_center_point).xpos
+        _, _, done = hand.step((v / max(np.linalg.norm(v), 0.2)).astype(np.float32))
+    assert hand.success is True and hand.hand_to_target() < 0.05
+
+
 def test_evaluation_and_training_report_the_success_rate(tmp_path):
     from mbdpo_lab.cli import main
     from mbdpo_lab.config import make_config
