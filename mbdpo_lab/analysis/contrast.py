@@ -82,7 +82,8 @@ def window_rollouts(rollouts: LatentRollouts, windows: list[tuple[int, int]]) ->
     return cut
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value) over episodes."""
     arr = np.asarray(values, np.float64)
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
 
@@ -101,7 +102,7 @@ class ContrastPanel:
 
     def summary(self, key: str) -> tuple[float, float]:
         """Mean and standard deviation over episodes of one metric."""
-        return _mean_std([m[key] for m in self.metrics])
+        return mean_std([m[key] for m in self.metrics])
 
     def caption(self, sep: str = " · ") -> str:
         (c, cs), (g, gs) = self.summary("cyclicity"), self.summary("goal_directedness")

@@ -330,14 +330,13 @@ def latent_structure_rows(data: LessonData | None = None) -> list[list[str]]:
     notebook 04 loads."""
     import numpy as np
 
-    from ..analysis.contrast import task_kind
+    from ..analysis.contrast import mean_std, task_kind
     from ..analysis.structure import latent_structure_per_episode, period_text
 
     def spread(values) -> str:
-        values = np.asarray(values, np.float64)
-        sd = values.std(ddof=1) if len(values) > 1 else 0.0
-        digits = 0 if abs(values.mean()) >= 10 else 2
-        return f"{values.mean():.{digits}f} ± {sd:.{digits}f}"
+        mean, sd = mean_std(values)
+        digits = 0 if abs(mean) >= 10 else 2
+        return f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
     data = data or lesson("latents", quiet=True)
     rows = [["agent", "kind", "episodes", "return", "success", "cyclicity", "period (median)", "goal-directedness"]]
