@@ -12,9 +12,11 @@ the arm is at its goal (the task's reward is 1) when the episode ends.
 
 dm_control's reach pays almost nothing beyond 15 cm from the target (a Gaussian tolerance of 5 cm width
 around the 5 cm target), so an agent finds reward only by chance. ``jaco-reach-site-shaped`` is the same task
-with MetaWorld's reach reward instead: a long-tailed tolerance of the hand-to-target distance whose
-margin is that distance at the start of the episode, so every step says whether the hand came closer.
-It is 1 inside the target, as dm_control's, so ``success`` means the same in both.
+with MetaWorld's reach reward instead: a long-tailed tolerance of the hand-to-target distance, so every
+step says whether the hand came closer. Its margin is fixed (``REACH_MARGIN``, beyond the farthest start),
+so the reward is a function of the state: MetaWorld's margin, the distance from a fixed start to the
+target, is one too, while the distance from this task's random start would not be. It is 1 inside the
+target, as dm_control's, so ``success`` means the same in both.
 ``jaco-reach-site-hand`` is the shaped reach with MetaWorld's kind of action as well: a 3-D velocity of
 the hand (`hand_control`) instead of nine joint velocities.
 """
@@ -37,6 +39,7 @@ MANIPULATION_TASKS = {"jaco-reach-site": "reach_site_features", "jaco-reach-dupl
 SHAPED_TASKS = {"jaco-reach-site-shaped", "jaco-reach-site-hand"}  # reward: MetaWorld's reach shaping (module doc)
 HAND_CONTROL_TASKS = {"jaco-reach-site-hand"}  # action: a hand velocity, as MetaWorld's (`hand_control`)
 TARGET_RADIUS = 0.05  # dm_control's reach target (metres): reward 1 inside it
+REACH_MARGIN = 0.5  # the shaped reward's margin (m): starts are 7-48 cm from the target (100 resets)
 
 
 def is_manipulation(task: str) -> bool:
@@ -94,7 +97,6 @@ class DMControlEnv:
         self.action_repeat, self.episode_length = action_repeat, episode_length
         self.manipulation = domain == "manipulation"
         self.shaped = canonical_task(task) in SHAPED_TASKS
-        self._margin = 1.0  # the shaped reward's: hand-to-target distance at reset
         self.success: bool | None = None if not self.manipulation else False  # at the goal now (manipulation)
         with _quiet_model_compiler():
             if self.manipulation:
@@ -124,10 +126,7 @@ class DMControlEnv:
         if self.manipulation:
             self.success = False
             with _quiet_model_compiler():  # its initialiser's inverse kinematics retries, and logs each miss
-                obs = self._flatten(self._env.reset().observation)
-            if self.shaped:
-                self._margin = max(self.hand_to_target(), TARGET_RADIUS)
-            return obs
+                return self._flatten(self._env.reset().observation)
         return self._flatten(self._env.reset().observation)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool]:
@@ -155,7 +154,7 @@ class DMControlEnv:
     def _shaped_reward(self) -> float:
         from dm_control.utils import rewards
 
-        return float(rewards.tolerance(self.hand_to_target(), bounds=(0.0, TARGET_RADIUS), margin=self._margin,
+        return float(rewards.tolerance(self.hand_to_target(), bounds=(0.0, TARGET_RADIUS), margin=REACH_MARGIN,
                                        sigmoid="long_tail"))
 
     def reseed(self, seed: int) -> "DMControlEnv":

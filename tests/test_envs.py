@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from mbdpo_lab.envs import UnknownTaskError, list_tasks, make_env, resolve_task
+from mbdpo_lab.envs import REACH_MARGIN, UnknownTaskError, list_tasks, make_env, resolve_task
 
 
 def test_task_names():
@@ -103,16 +103,16 @@ def test_the_shaped_reach_pays_for_coming_closer_and_succeeds_where_the_original
     assert shaped.shaped and not original.shaped and (shaped.obs_dim, shaped.act_dim) == (original.obs_dim, 9)
     assert np.array_equal(shaped.reset(), original.reset())  # the same task and start, another reward
     start = shaped.hand_to_target()
-    assert start > 0.1 and shaped._margin == pytest.approx(start)
+    assert 0.1 < start < REACH_MARGIN - 0.1  # so a margin of the start distance would pay differently
     rng = np.random.default_rng(0)
     for _ in range(5):
         a = shaped.random_action(rng)
         (_, r, _), (_, r_orig, _) = shaped.step(a), original.step(a)
         d = shaped.hand_to_target()
-        one = rewards.tolerance(d, bounds=(0, 0.05), margin=start, sigmoid="long_tail")
+        one = rewards.tolerance(d, bounds=(0, 0.05), margin=REACH_MARGIN, sigmoid="long_tail")
         assert 0.1 < one < 1 and r == pytest.approx(2 * one, rel=0.2)  # two control steps, the hand barely moves
         assert r_orig < 1e-3  # far from the target the original pays nothing
-    closer = rewards.tolerance(d / 2, bounds=(0, 0.05), margin=start, sigmoid="long_tail")
+    closer = rewards.tolerance(d / 2, bounds=(0, 0.05), margin=REACH_MARGIN, sigmoid="long_tail")
     assert closer > one  # half the distance, more reward
     task, physics = shaped._env.task, shaped._env.physics
     physics.bind(task._target).pos = physics.bind(task.hand.tool_center_point).xpos.copy()
