@@ -13,7 +13,7 @@ the arm is at its goal (the task's reward is 1) when the episode ends.
 dm_control's reach pays almost nothing beyond 15 cm from the target (a Gaussian tolerance of 5 cm width
 around the 5 cm target), so an agent finds reward only by chance. ``jaco-reach-site-shaped`` is the same task
 with MetaWorld's reach reward instead: a long-tailed tolerance of the hand-to-target distance, so every
-step says whether the hand came closer. Its margin is fixed (``REACH_MARGIN``, beyond the farthest start),
+step says whether the hand came closer. Its margin is fixed (``REACH_MARGIN``, about the median start),
 so the reward is a function of the state: MetaWorld's margin, the distance from a fixed start to the
 target, is one too, while the distance from this task's random start would not be. It is 1 inside the
 target, as dm_control's, so ``success`` means the same in both.
@@ -39,7 +39,7 @@ MANIPULATION_TASKS = {"jaco-reach-site": "reach_site_features", "jaco-reach-dupl
 SHAPED_TASKS = {"jaco-reach-site-shaped", "jaco-reach-site-hand"}  # reward: MetaWorld's reach shaping (module doc)
 HAND_CONTROL_TASKS = {"jaco-reach-site-hand"}  # action: a hand velocity, as MetaWorld's (`hand_control`)
 TARGET_RADIUS = 0.05  # dm_control's reach target (metres): reward 1 inside it
-REACH_MARGIN = 0.5  # the shaped reward's margin (m): starts are 7-48 cm from the target (100 resets)
+REACH_MARGIN = 0.25  # the shaped reward's margin (m): about the median start (27 cm; 7-48 cm over 100 resets)
 
 
 def is_manipulation(task: str) -> bool:
