@@ -101,9 +101,10 @@ def save_projection_png(proj: Projection, rollouts: LatentRollouts, path: str | 
     fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 4.2), squeeze=False)
     for ep, ax in enumerate(axes[0]):
         sc = draw_path(ax, proj.real[ep][:, :2], proj.imagined[ep][..., :2], stride=10)
-        ax.set_title(f"{rollouts.task} ep {ep} (return {rollouts.rewards[ep].sum():.0f})")
+        ax.set_title(f"episode {ep}: return {rollouts.rewards[ep].sum():.0f}")  # short: panels sit side by side
         ax.set_xticks([])
         ax.set_yticks([])
+    fig.suptitle(f"{rollouts.task}: {proj.method.upper()} of latent paths (red: imagined plans)")
     fig.colorbar(sc, ax=axes[0].tolist(), label="time step")
     fig.savefig(path, dpi=110)
     plt.close(fig)
