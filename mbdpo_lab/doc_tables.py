@@ -266,6 +266,19 @@ def offline_to_online_table(data_dir: Path) -> str:
                       "seeds"], body)
 
 
+def evaluations_table(metrics: Path, per_row: int = 14) -> str:
+    """A run's evaluations from its own metrics.csv, as rows of steps and mean return (for a goal task,
+    the share of episodes that ended at the goal in brackets): the whole curve in a few lines of the page."""
+    evals = [r for r in _csv_rows(metrics) if r["kind"] == "eval"]
+    blocks = []
+    for i in range(0, len(evals), per_row):
+        chunk = evals[i:i + per_row]
+        cells = [f"{float(r['eval_return']):.0f}" + (f" ({float(r['eval_success']):.0%})"
+                                                     if r.get("eval_success") else "") for r in chunk]
+        blocks.append(_markdown(["steps", *(f"{int(r['step']) / 1000:g}k" for r in chunk)], [["return", *cells]]))
+    return "\n\n".join(blocks)
+
+
 def csv_table(path: Path) -> str:
     """A table kept as a CSV of its cells (header first): investigations whose cells mix numbers and notes."""
     with open(path, newline="") as fh:
@@ -301,6 +314,7 @@ GENERATED: dict[tuple[str, str], Callable[[], str]] = {
     ("docs/algorithm.md", "model-sizes"): _model_sizes_table,
     ("docs/results.md", "scaling"): lambda: scaling_table(RESULTS),
     ("docs/results.md", "offline-to-online"): lambda: offline_to_online_table(RESULTS),
+    ("docs/results.md", "jaco-hand-evals"): lambda: evaluations_table(DOCS_DATA / "jaco" / "jaco-hand-s3.metrics.csv"),
     **{(page, name): (lambda name=name: csv_table(DOCS_DATA / "tables" / f"{name}.csv"))
        for name, page in CSV_TABLES.items()},
 }

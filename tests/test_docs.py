@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mbdpo_lab.doc_tables import GENERATED, read_block, replace_block
+from mbdpo_lab.doc_tables import GENERATED, evaluations_table, read_block, replace_block
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -25,6 +25,19 @@ def test_replace_block_rewrites_only_the_block():
     assert replace_block(text, "x", "new") == "a\n<!-- table:x -->\nnew\n<!-- /table:x -->\nb\n"
     with pytest.raises(ValueError, match="table:y"):
         replace_block(text, "y", "new")
+
+
+def test_a_runs_evaluations_read_as_rows_of_steps_and_return(tmp_path):
+    metrics = tmp_path / "metrics.csv"
+    rows = ["step,kind,eval_return,eval_success", "1000,episode,,", "2500,eval,38.2,0.0", "5000,eval,242.7,0.8",
+            "7500,eval,230,0.5"]
+    metrics.write_text("\n".join(rows) + "\n")
+    table = evaluations_table(metrics, per_row=2)
+    assert table.split("\n\n") == [
+        "| steps | 2.5k | 5k |\n|---|---|---|\n| return | 38 (0%) | 243 (80%) |",
+        "| steps | 7.5k |\n|---|---|\n| return | 230 (50%) |"]  # training episodes left out, 2 per row
+    metrics.write_text("step,kind,eval_return,eval_success\n10000,eval,512.5,\n")
+    assert evaluations_table(metrics).endswith("| return | 512 |")  # no success column for a control task
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
