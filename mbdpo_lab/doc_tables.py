@@ -25,9 +25,15 @@ def agents_table(directory: Path = PRETRAINED_DIR) -> str:
         anchor = "0 (unanchored)" if e["eta"] == 0 else f"{e['eta']:g}"
         paper = _published(e["task"])
         rows.append(f"| `{name}` | {e['task']} | {anchor} | {e['steps']:,} | "
-                    f"{e['eval_return_mean']:.1f} ± {e['eval_return_std']:.1f} | {e['wall_time_s'] / 60:.0f} min | "
-                    f"{paper} |")
+                    f"{e['eval_return_mean']:.1f} ± {e['eval_return_std']:.1f}{_success(e)} | "
+                    f"{e['wall_time_s'] / 60:.0f} min | {paper} |")
     return "\n".join(rows)
+
+
+def _success(entry: dict) -> str:
+    """A goal-directed agent's share of export episodes that ended at the goal (else nothing)."""
+    rate = entry.get("eval_success_rate")
+    return "" if rate is None else f", {round(rate * entry['eval_episodes'])} of {entry['eval_episodes']} at the goal"
 
 
 def generalists_table(directory: Path = PRETRAINED_DIR) -> str:

@@ -66,7 +66,10 @@ def save_episodes(path: str | Path, episodes: list[Episode], **meta) -> Path:
 
     arrays = {f"ep{i}_{k}": getattr(ep, k) for i, ep in enumerate(episodes) for k in _RECORDED
               if getattr(ep, k) is not None}
-    np.savez_compressed(path, meta=np.array(json.dumps(dict(meta, episodes=len(episodes)))), **arrays)
+    meta = dict(meta, episodes=len(episodes))
+    if any(ep.success is not None for ep in episodes):  # a goal-directed task's ends, kept with its episodes
+        meta["success"] = [ep.success for ep in episodes]
+    np.savez_compressed(path, meta=np.array(json.dumps(meta)), **arrays)
     return Path(path)
 
 
@@ -76,8 +79,9 @@ def load_episodes(path: str | Path) -> tuple[list[Episode], dict]:
 
     with np.load(path, allow_pickle=False) as data:
         meta = json.loads(str(data["meta"]))
-        episodes = [Episode(**{k: data[f"ep{i}_{k}"] for k in _RECORDED if f"ep{i}_{k}" in data.files})
-                    for i in range(meta["episodes"])]
+        success = meta.pop("success", [None] * meta["episodes"])
+        episodes = [Episode(**{k: data[f"ep{i}_{k}"] for k in _RECORDED if f"ep{i}_{k}" in data.files},
+                            success=success[i]) for i in range(meta["episodes"])]
     return episodes, meta
 
 

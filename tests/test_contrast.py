@@ -75,6 +75,9 @@ def test_the_contrast_puts_gaits_beside_goals_and_its_numbers_tell_them_apart(tm
     titles = [a.text for a in fig.layout.annotations]
     assert "walker-walk" in titles[0] and "cyclicity" in titles[0] and "± " in titles[0] and "reacher-easy" in titles[1]
     assert {t.xaxis for t in fig.data} == {"x", "x2"}  # one panel each
+    four = contrast_figure([gait, reach, gait, reach])  # the lesson's four agents: two over two, none cut off
+    assert {t.xaxis for t in four.data} == {"x", "x2", "x3", "x4"} and four.layout.width < fig.layout.width + 10
+    assert four.layout.xaxis3.domain == four.layout.xaxis.domain and four.layout.yaxis3.domain[1] < four.layout.yaxis.domain[0]
     without = contrast_figure([gait, reach], show_imagined=False)
     assert len(without.data) < len(fig.data)
     assert save_contrast_png([gait, reach], tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
@@ -134,5 +137,10 @@ def test_the_shipped_latent_lesson_opens_its_contrast_without_a_fit():
 
     rollouts = lesson("latents", quiet=True).latents(frame_size=None)
     panels = contrast_panels(rollouts)
-    assert [p.kind for p in panels] == ["cyclic", "cyclic", "goal"]
+    assert [p.kind for p in panels] == ["cyclic", "cyclic", "goal", "goal"]
+    cyclicity = {p.name: p.summary("cyclicity")[0] for p in panels}
+    goal = {p.name: p.summary("goal_directedness")[0] for p in panels}
+    gaits, reaches = [p.name for p in panels if p.kind == "cyclic"], [p.name for p in panels if p.kind == "goal"]
+    assert min(cyclicity[g] for g in gaits) > max(cyclicity[r] for r in reaches)  # the picture the lesson teaches
+    assert min(goal[r] for r in reaches) > max(goal[g] for g in gaits)
     assert all(p.projection.precomputed for p in panels)  # the UMAPs made with the lesson data

@@ -1,12 +1,13 @@
 """The docs stay true: generated tables equal their data, links resolve, the README stays a README."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
-from mbdpo_lab.doc_tables import GENERATED, evaluations_table, read_block, replace_block
+from mbdpo_lab.doc_tables import GENERATED, agents_table, evaluations_table, read_block, replace_block
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -38,6 +39,17 @@ def test_a_runs_evaluations_read_as_rows_of_steps_and_return(tmp_path):
         "| steps | 7.5k |\n|---|---|\n| return | 230 (50%) |"]  # training episodes left out, 2 per row
     metrics.write_text("step,kind,eval_return,eval_success\n10000,eval,512.5,\n")
     assert evaluations_table(metrics).endswith("| return | 512 |")  # no success column for a control task
+
+
+def test_the_agents_table_gives_a_goal_directed_agents_success_beside_its_return(tmp_path):
+    entry = {"eta": 0.01, "steps": 1000, "eval_return_mean": 226.62, "eval_return_std": 37.32, "eval_episodes": 10,
+             "wall_time_s": 600.0}
+    agents = {"reach": {**entry, "task": "jaco-reach-site-hand", "eval_success_rate": 0.6},
+              "walk": {**entry, "task": "walker-walk"}}
+    (tmp_path / "manifest.json").write_text(json.dumps({"agents": agents}))
+    reach, walk = agents_table(tmp_path).splitlines()[2:]
+    assert "| 226.6 ± 37.3, 6 of 10 at the goal |" in reach
+    assert "| 226.6 ± 37.3 |" in walk  # a control task has no success to report
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)

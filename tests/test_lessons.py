@@ -10,7 +10,7 @@ from mbdpo_lab.analysis.latents import latents_of, record_episodes
 from mbdpo_lab.analysis.model_check import check_episode, reward_check
 from mbdpo_lab.checkpoint import load_pretrained
 from mbdpo_lab.envs import make_env
-from mbdpo_lab.episodes import load_episodes, run_episode, save_episodes
+from mbdpo_lab.episodes import Episode, load_episodes, run_episode, save_episodes
 from mbdpo_lab.experiments import lessons
 
 
@@ -18,7 +18,8 @@ from mbdpo_lab.experiments import lessons
 def test_shipped_lesson_data_is_intact_and_current(name):
     assert lessons.problems(name) == [], f"run `mbdpo-lab lessons --build {name}`"
     entry = lessons.read_lessons_manifest()[name]
-    assert sum((lessons.LESSONS_DIR / name / f).stat().st_size for f in entry["files"]) < 2 * 2**20
+    # small beside the agents it is made from (about 3 MB each); the largest, five episodes of four agents: 2.3 MB
+    assert sum((lessons.LESSONS_DIR / name / f).stat().st_size for f in entry["files"]) < 3 * 2**20
 
 
 @pytest.mark.parametrize("name", sorted(lessons.ASSETS))
@@ -72,6 +73,17 @@ def test_recording_renders_the_frames_the_episode_showed():
                          final_frame=True, record=True)
     rollouts = latents_of(agent, "cartpole-swingup", [ep], frame_size=48)
     assert np.array_equal(np.asarray(rollouts.frames[0]), ep.frames)
+
+
+def test_a_goal_directed_tasks_recorded_episodes_keep_whether_they_ended_at_the_goal(tmp_path):
+    def episode(success):
+        return Episode(obs=np.zeros((3, 2), np.float32), actions=np.zeros((2, 1), np.float32),
+                       rewards=np.ones(2), plan_ms=np.ones(2), success=success)
+
+    loaded, meta = load_episodes(save_episodes(tmp_path / "eps.npz", [episode(True), episode(False)], task="jaco"))
+    assert [ep.success for ep in loaded] == [True, False] and meta == {"task": "jaco", "episodes": 2}
+    loaded, _ = load_episodes(save_episodes(tmp_path / "ctl.npz", [episode(None)], task="walker-walk"))
+    assert loaded[0].success is None  # a control task has no success to keep
 
 
 def test_recorded_episode_round_trips_and_gives_the_same_latents_and_model_check(tmp_path):

@@ -145,16 +145,28 @@ def contrast_panels(rollouts: dict[str, LatentRollouts], agents: list[str] | Non
     return [contrast_panel(name, rollouts[name], method, seed, progress) for name in agents or contrast_agents(rollouts)]
 
 
+def panel_grid(count: int) -> tuple[int, int]:
+    """(rows, columns) for ``count`` panels: one row up to three, so a notebook's output width (about 780 px)
+    never cuts a panel off; four as two gaits over two reaches; never more than three across."""
+    cols = count if count <= 3 else min(3, -(-count // 2))
+    return max(1, -(-count // max(1, cols))), max(1, cols)
+
+
 def contrast_figure(panels: list[ContrastPanel], show_imagined: bool = True, imagined_stride: int = 6,
-                    panel_width: int = 300, height: int = 470):
-    """Side-by-side plotly figure: per panel every episode's window coloured by time (start: circle, end:
-    star), imagined branches in red, the whole episodes' metrics under the title."""
+                    panel_width: int = 300, row_height: int = 360):
+    """Plotly figure of the panels in a grid (`panel_grid`): per panel every episode's window coloured by time
+    (start: circle, end: star), imagined branches in red, the whole episodes' metrics under the title."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    rows, cols = panel_grid(len(panels))
     titles = [f"<b>{p.name}</b> ({p.kind})<br><span style='font-size:11px'>{p.caption('<br>')}</span>" for p in panels]
-    fig = make_subplots(rows=1, cols=max(1, len(panels)), subplot_titles=titles, horizontal_spacing=0.04)
-    for col, panel in enumerate(panels, start=1):
+    height = 110 + rows * row_height
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.05,
+                        vertical_spacing=min(0.5, 100 / height) if rows > 1 else 0.0)
+    for i, panel in enumerate(panels):
+        row, col = divmod(i, cols)
+        row, col = row + 1, col + 1
         proj = panel.projection
         for ep, pts in enumerate(proj.real):
             a = panel.windows[ep][0]
@@ -164,23 +176,23 @@ def contrast_figure(panels: list[ContrastPanel], show_imagined: bool = True, ima
                 line=dict(color="rgba(110,110,110,0.55)", width=1.5),
                 marker=dict(size=6, color=np.arange(len(pts)), colorscale="Viridis", showscale=False),
                 hovertext=[f"{panel.name} ep {ep} step {t}" for t in steps], hoverinfo="text", showlegend=False),
-                row=1, col=col)
+                row=row, col=col)
             ends = go.Scatter(x=pts[[0, -1], 0], y=pts[[0, -1], 1], mode="markers", showlegend=False,
                               marker=dict(symbol=["circle-open", "star"], size=[13, 15], color="black",
                                           line=dict(width=2)),
                               hovertext=[f"ep {ep} start (step {steps[0]})", f"ep {ep} end (step {steps[-1]})"],
                               hoverinfo="text")
-            fig.add_trace(ends, row=1, col=col)
+            fig.add_trace(ends, row=row, col=col)
             if show_imagined:
                 seg = branch_segments(proj.imagined[ep], imagined_stride)
                 if len(seg):
                     fig.add_trace(go.Scatter(x=seg[:, 0], y=seg[:, 1], mode="lines", hoverinfo="skip",
                                              line=dict(color="rgba(220,60,60,0.45)", width=1), showlegend=False),
-                                  row=1, col=col)
-        fig.update_xaxes(showticklabels=False, row=1, col=col)
-        fig.update_yaxes(showticklabels=False, row=1, col=col)
+                                  row=row, col=col)
+        fig.update_xaxes(showticklabels=False, row=row, col=col)
+        fig.update_yaxes(showticklabels=False, row=row, col=col)
     method = panels[0].projection.method.upper() if panels else ""
-    fig.update_layout(height=height, width=panel_width * max(1, len(panels)) + 40, margin=dict(l=10, r=10, t=110, b=20),
+    fig.update_layout(height=height, width=panel_width * cols + 40, margin=dict(l=10, r=10, t=110, b=20),
                       title=dict(text=f"Latent paths, {method} per agent: circle = start, star = end, "
                                       f"colour = time, red = imagined plans", font=dict(size=13)))
     for ann in fig.layout.annotations:
@@ -197,8 +209,11 @@ def save_contrast_png(panels: list[ContrastPanel], path, show_imagined: bool = T
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5 * max(1, len(panels)), 5), squeeze=False)
-    for ax, panel in zip(axes[0], panels):
+    rows, cols = panel_grid(len(panels))
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 5 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, panel in zip(axes.flat, panels):
         for ep, pts in enumerate(panel.projection.real):
             branches = panel.projection.imagined[ep] if show_imagined else panel.projection.imagined[ep][:0]
             draw_path(ax, pts, branches, imagined_stride, size=12)

@@ -98,12 +98,15 @@ def _build_world_model(folder: Path, budget: Budget) -> None:
     _record(folder, "reacher-easy", env_seed=3, episodes=1, budget=budget)
 
 
-LATENT_AGENTS = ("walker-walk", "cheetah-run", "reacher-easy", "cartpole-swingup")
+# two gaits beside two goal-directed agents (a Jaco arm's reach, a reacher): the paper's latent picture
+LATENT_AGENTS = ("walker-walk", "cheetah-run", "jaco-reach-site-hand", "reacher-easy")
+LATENT_EPISODES = 5  # enough for the structure metrics' spread over episodes
 
 
 def _build_latents(folder: Path, budget: Budget) -> None:
     for name in LATENT_AGENTS:
-        _project(folder, name, *_record(folder, name, env_seed=7, episodes=2, budget=budget), contrast=True)
+        _project(folder, name, *_record(folder, name, env_seed=7, episodes=LATENT_EPISODES, budget=budget),
+                 contrast=True)
 
 
 ANCHOR_PAIR = ("cartpole-swingup-eta0", "cartpole-swingup")
@@ -171,8 +174,8 @@ ASSETS: dict[str, Asset] = {a.name: a for a in (
     Asset("tour", ("cartpole-swingup",), "one recorded episode of cartpole-swingup and its video",
           "2 min", _build_tour),
     Asset("world-model", ("reacher-easy",), "one recorded episode of reacher-easy", "1 min", _build_world_model),
-    Asset("latents", LATENT_AGENTS, "two recorded episodes of each of four agents and their UMAPs",
-          "12 min", _build_latents),
+    Asset("latents", LATENT_AGENTS, "five recorded episodes of each of two gait and two goal-directed agents, their UMAPs",
+          "20 min", _build_latents),
     Asset("anchor", ANCHOR_PAIR, "the shipped anchored and unanchored cartpole agents measured over 5 episodes",
           "10 min", _build_anchor),
     Asset("planners", ("cartpole-swingup",), "diffusion vs MPPI vs policy-only, 3 episodes each",
