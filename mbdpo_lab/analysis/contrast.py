@@ -148,8 +148,10 @@ def contrast_panels(rollouts: dict[str, LatentRollouts], agents: list[str] | Non
 def panel_grid(count: int) -> tuple[int, int]:
     """(rows, columns) for ``count`` panels: one row up to three, so a notebook's output width (about 780 px)
     never cuts a panel off; four as two gaits over two reaches; never more than three across."""
-    cols = count if count <= 3 else min(3, -(-count // 2))
-    return max(1, -(-count // max(1, cols))), max(1, cols)
+    if count <= 3:
+        return 1, max(1, count)
+    cols = min(3, -(-count // 2))  # ceil(count / 2), at most three
+    return -(-count // cols), cols
 
 
 def contrast_figure(panels: list[ContrastPanel], show_imagined: bool = True, imagined_stride: int = 6,
@@ -165,8 +167,7 @@ def contrast_figure(panels: list[ContrastPanel], show_imagined: bool = True, ima
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.05,
                         vertical_spacing=min(0.5, 100 / height) if rows > 1 else 0.0)
     for i, panel in enumerate(panels):
-        row, col = divmod(i, cols)
-        row, col = row + 1, col + 1
+        row, col = i // cols + 1, i % cols + 1
         proj = panel.projection
         for ep, pts in enumerate(proj.real):
             a = panel.windows[ep][0]
