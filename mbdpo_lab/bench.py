@@ -199,3 +199,56 @@ def training_speed(cfg: Config, num_envs: int, steps: int = 200) -> dict[str, An
     return dict(preset=cfg.preset, task=cfg.task, num_envs=num_envs, updates_per_env_step=cfg.updates_per_env_step,
                 transitions=measured, seconds=significant(elapsed), steps_per_s=significant(measured / elapsed),
                 threads=torch.get_num_threads(), cpu=cpu_description(), device=str(trainer.agent.device))
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name on CUDA, else the processor's: what a row of timings was measured on."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_description()
+
+
+def training_run_speed(cfg: Config, budget_s: float | None = None, eval_episodes: int = 10) -> dict[str, Any]:
+    """A whole short training run of cfg.task for cfg.steps, timed by phase (the preset's random seed
+    phase, its burst of S updates, then one planner call and one update per step), and one lock-step
+    evaluation of the result: what a user of a device waits for, not a kernel in isolation.
+
+    ``budget_s`` stops the planned phase after that many seconds of the whole run; the figures then
+    cover the steps reached (``steps_done``)."""
+    import threading
+
+    from .trainer import Trainer, evaluate
+
+    trainer = Trainer(cfg.replace(eval_every=0, checkpoint_every=0, save_video=False))
+    device = trainer.agent.device
+    first = trainer.first_update_step
+    timer = threading.Timer(budget_s, trainer.stop) if budget_s else None
+    marks = [time.perf_counter()]
+    if timer:
+        timer.start()
+    try:
+        # random actions (no updates); the step whose end runs the burst; the planned steps
+        for target in (first, first + 1, cfg.steps):
+            trainer.run(steps=target)  # a later run() would clear a stop, so a stop ends the phases here
+            _sync(device)
+            marks.append(time.perf_counter())
+            if trainer.state == "stopped":
+                break
+    finally:
+        if timer:
+            timer.cancel()
+    marks += [marks[-1]] * (4 - len(marks))  # phases a stop cut off took no time
+    start, seeded, burst_end, end = marks
+    online = max(0, trainer.env_step - (first + 1))
+    rows = [r for r in trainer.history if r.get("kind") == "episode" and r["step"] > first + 1]
+    result = evaluate(trainer.agent, trainer.eval_env, eval_episodes, seed=cfg.seed)
+    for env in [*trainer.envs, trainer.eval_env]:
+        env.close()
+    return dict(
+        preset=cfg.preset, task=cfg.task, steps=cfg.steps, steps_done=trainer.env_step, seed_steps=first + 1,
+        seed_phase_s=significant(seeded - start), burst_updates=cfg.num_seed_steps,
+        burst_s=significant(burst_end - seeded),
+        online_steps=online, online_steps_per_s=significant(online / (end - burst_end)) if online else None,
+        planner_ms=significant(statistics.median(r["planner_ms"] for r in rows)) if rows else None,
+        update_ms=significant(statistics.median(r["update_ms"] for r in rows)) if rows else None,
+        wall_s=significant(end - start), eval_episodes=eval_episodes,
+        eval_return=significant(result["mean_return"]), eval_ms_per_action=significant(result["planner_ms"]),
+        device=str(device), name=device_name(device), threads=torch.get_num_threads())

@@ -104,6 +104,35 @@ def bench_table(data_dir: Path) -> str:
           f"{r['cpu']}, {r['threads']}"] for r in _csv_rows(data_dir / "bench.csv")])
 
 
+def gpu_table(data_dir: Path) -> str:
+    """`scripts/gpu_figures.py` rows, one per measured GPU; a line saying how to fill it while there are none."""
+    path = data_dir / "gpu_figures.csv"
+    if not path.exists():
+        return ("No GPU has been lent to this project's sessions yet: `python scripts/gpu_figures.py` on one "
+                "appends its row to docs/data/gpu_figures.csv, and `python -m mbdpo_lab.doc_tables` fills this table.")
+    return _markdown(
+        ["GPU (date, torch, CUDA)", "bench planner ms/action fp32 / bf16", "bench update ms fp32 / bf16",
+         "5k-step training: seed phase / burst of S updates / the rest", "steps/s after the burst",
+         "planner / update ms in training", "evaluation (episodes, return, ms/action)"],
+        [[f"{r['name']} ({r['date']}, torch {r['torch']}, CUDA {r['cuda'] or '-'})",
+          f"{r['bench_fp32_planner_ms']} / {r['bench_bf16_planner_ms']}",
+          f"{r['bench_fp32_update_ms']} / {r['bench_bf16_update_ms']}",
+          f"{r['train_seed_phase_s']} s / {r['train_burst_s']} s ({r['train_burst_updates']}) / "
+          f"{_seconds_left(r)} s ({r['train_online_steps']} steps{_cut(r)})",
+          r["train_online_steps_per_s"], f"{r['train_planner_ms']} / {r['train_update_ms']}",
+          f"{r['train_eval_episodes']}, {r['train_eval_return']}, {r['train_eval_ms_per_action']}"]
+         for r in _csv_rows(path)])
+
+
+def _seconds_left(r: dict[str, str]) -> str:
+    return f"{float(r['train_wall_s']) - float(r['train_seed_phase_s']) - float(r['train_burst_s']):.0f}"
+
+
+def _cut(r: dict[str, str]) -> str:
+    """A training stopped by the script's time budget says where."""
+    return "" if r["train_steps_done"] == r["train_steps"] else f"; stopped at {r['train_steps_done']} by the budget"
+
+
 def seed_cell(values: list[float], digits: int) -> str:
     """IQM over seeds with its 95% stratified-bootstrap interval (rliable); the value alone for one seed."""
     from .statistics import aggregate
@@ -314,6 +343,7 @@ GENERATED: dict[tuple[str, str], Callable[[], str]] = {
     ("docs/lessons.md", "lesson-data"): lessons_table,
     ("docs/results.md", "training"): lambda: training_table(DOCS_DATA),
     ("docs/performance.md", "bench"): lambda: bench_table(DOCS_DATA),
+    ("docs/performance.md", "gpu"): lambda: gpu_table(DOCS_DATA),
     ("docs/algorithm.md", "fidelity"): lambda: fidelity_table(DOCS_DATA),
     ("docs/algorithm.md", "score-policy"): lambda: score_policy_table(DOCS_DATA),
     ("docs/results.md", "anchor-seeds"): lambda: anchor_seeds_table(DOCS_DATA),

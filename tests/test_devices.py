@@ -82,3 +82,54 @@ def test_the_gpu_check_script_passes_its_cpu_dry_run():
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["device"] == "cpu" and not summary["failures"]
     assert {"ms per action, diffusion", "ms per action, score"} <= set(summary["timings"])
+
+
+def test_the_gpu_figures_script_dry_run_appends_a_row_the_docs_render(tmp_path):
+    import csv
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from limits import HANG_S
+    from mbdpo_lab.doc_tables import gpu_table
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "gpu_figures.py"
+    table = tmp_path / "gpu_figures.csv"
+    assert gpu_table(tmp_path).startswith("No GPU has been lent")  # nothing measured yet: says how to fill it
+    for _ in range(2):  # a second card adds a row, it does not replace the first
+        proc = subprocess.run([sys.executable, str(script), "--device", "cpu", "--quick", "--csv", str(table)],
+                              capture_output=True, text=True, timeout=HANG_S)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = list(csv.DictReader(open(table)))
+    assert len(rows) == 2
+    row = rows[0]
+    assert row["train_task"] == "cartpole-swingup" and row["train_steps_done"] == row["train_steps"] == "300"
+    assert float(row["train_online_steps_per_s"]) > 0 and float(row["bench_bf16_planner_ms"]) > 0
+    rendered = gpu_table(tmp_path)
+    assert rendered.count("\n| ") == 2 and row["name"] in rendered and "stopped at" not in rendered
+
+
+def test_the_gpu_figures_script_refuses_cuda_on_a_machine_without_it(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    script = Path(__file__).resolve().parent.parent / "scripts" / "gpu_figures.py"
+    proc = subprocess.run([sys.executable, str(script), "--csv", str(tmp_path / "x.csv")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--device cpu --quick" in proc.stderr
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_a_timed_training_run_reports_its_phases_and_stops_at_its_budget():
+    from mbdpo_lab.bench import training_run_speed
+
+    cfg = make_config("tiny", device="cpu", task="cartpole-swingup", steps=260, seed_steps=100)
+    run = training_run_speed(cfg, eval_episodes=1)
+    # release: random actions for steps 0..S, the burst of S updates at the end of step S, then planned steps
+    assert run["seed_steps"] == 101 and run["burst_updates"] == 100 and run["online_steps"] == 159
+    assert run["steps_done"] == 260 and run["planner_ms"] > 0 and run["update_ms"] > 0
+    stopped = training_run_speed(cfg.replace(steps=100_000), budget_s=3, eval_episodes=1)
+    assert stopped["steps_done"] < 100_000  # in whichever phase the budget ended
