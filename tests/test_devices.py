@@ -96,17 +96,20 @@ def test_the_gpu_figures_script_dry_run_appends_a_row_the_docs_render(tmp_path):
     script = Path(__file__).resolve().parent.parent / "scripts" / "gpu_figures.py"
     table = tmp_path / "gpu_figures.csv"
     assert gpu_table(tmp_path).startswith("No GPU has been lent")  # nothing measured yet: says how to fill it
-    for _ in range(2):  # a second card adds a row, it does not replace the first
-        proc = subprocess.run([sys.executable, str(script), "--device", "cpu", "--quick", "--csv", str(table)],
-                              capture_output=True, text=True, timeout=HANG_S)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table.write_text("name,date\nan earlier card,2026-01-01\n")  # a second card adds a row, it keeps the first
+    proc = subprocess.run([sys.executable, str(script), "--device", "cpu", "--quick", "--csv", str(table)],
+                          capture_output=True, text=True, timeout=HANG_S)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = list(csv.DictReader(open(table)))
-    assert len(rows) == 2
-    row = rows[0]
+    assert len(rows) == 2 and rows[0]["name"] == "an earlier card"
+    row = rows[1]
     assert row["train_task"] == "cartpole-swingup" and row["train_steps_done"] == row["train_steps"] == "300"
     assert float(row["train_online_steps_per_s"]) > 0 and float(row["bench_bf16_planner_ms"]) > 0
+    lines = table.read_text().splitlines(keepends=True)
+    table.write_text(lines[0] + "".join(lines[2:]))  # the measured row alone
     rendered = gpu_table(tmp_path)
-    assert rendered.count("\n| ") == 2 and row["name"] in rendered and "stopped at" not in rendered
+    assert rendered.count("\n| ") == 1 and row["name"] in rendered and "stopped at" not in rendered
+    assert f"{row['train_online_steps']} steps" in rendered
 
 
 def test_the_gpu_figures_script_refuses_cuda_on_a_machine_without_it(tmp_path):
