@@ -211,8 +211,8 @@ def training_run_speed(cfg: Config, budget_s: float | None = None, eval_episodes
     phase, its burst of S updates, then one planner call and one update per step), and one lock-step
     evaluation of the result: what a user of a device waits for, not a kernel in isolation.
 
-    ``budget_s`` stops the planned phase after that many seconds of the whole run; the figures then
-    cover the steps reached (``steps_done``)."""
+    ``budget_s`` stops the run after that many seconds, at the end of the step in progress (a burst
+    runs to its end); the figures then cover the steps reached (``steps_done``)."""
     import threading
 
     from .trainer import Trainer, evaluate

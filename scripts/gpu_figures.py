@@ -1,4 +1,4 @@
-"""The GPU figures of docs/performance.md in one run (about 5-8 minutes on one data-centre GPU).
+"""The GPU figures of docs/performance.md in one run, under 10 minutes on one GPU.
 
     python scripts/gpu_figures.py                        # cuda:0: appends one row to docs/data/gpu_figures.csv
     python scripts/gpu_figures.py --device cpu --quick   # the dry run a CPU-only machine can do (tests)
@@ -7,7 +7,7 @@ Benches the paper preset's planner and update in fp32 and bf16 (`mbdpo-lab bench
 then trains cartpole-swingup for 5k steps with the paper preset (its seed phase, the burst of updates,
 then planning and updating every step) and evaluates the result in lock-step, and records ms per
 action, update ms and steps/s with the GPU's name. `python -m mbdpo_lab.doc_tables` then renders the
-table. The training stops at --budget-s, so the whole script stays under 10 minutes on a slow card.
+table. The training stops at --budget-s (the row then says where), so a slow card stays in time too.
 """
 from __future__ import annotations
 
@@ -29,7 +29,10 @@ CSV = Path(__file__).resolve().parent.parent / "docs" / "data" / "gpu_figures.cs
 
 def append(path: Path, row: dict) -> None:
     """One row per measured card; a file written by an older version keeps its columns."""
-    rows = list(csv.DictReader(open(path, newline=""))) if path.exists() else []
+    rows = []
+    if path.exists():
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
     keys = list(rows[0]) if rows else []
     keys += [k for k in row if k not in keys]
     path.parent.mkdir(parents=True, exist_ok=True)
