@@ -245,7 +245,7 @@ def training_run_speed(cfg: Config, budget_s: float | None = None, eval_episodes
     return dict(
         preset=cfg.preset, task=cfg.task, steps=cfg.steps, steps_done=trainer.env_step, seed_steps=first + 1,
         seed_phase_s=significant(seeded - start), burst_updates=cfg.num_seed_steps,
-        burst_s=significant(burst_end - seeded),
+        burst_s=significant(burst_end - seeded), online_s=significant(end - burst_end),
         online_steps=online, online_steps_per_s=significant(online / (end - burst_end)) if online else None,
         planner_ms=significant(statistics.median(r["planner_ms"] for r in rows)) if rows else None,
         update_ms=significant(statistics.median(r["update_ms"] for r in rows)) if rows else None,

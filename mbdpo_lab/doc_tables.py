@@ -118,14 +118,10 @@ def gpu_table(data_dir: Path) -> str:
           f"{r['bench_fp32_planner_ms']} / {r['bench_bf16_planner_ms']}",
           f"{r['bench_fp32_update_ms']} / {r['bench_bf16_update_ms']}",
           f"{r['train_seed_phase_s']} s / {r['train_burst_s']} s ({r['train_burst_updates']}) / "
-          f"{_seconds_left(r)} s ({r['train_online_steps']} steps{_cut(r)})",
+          f"{r['train_online_s']} s ({r['train_online_steps']} steps{_cut(r)})",
           r["train_online_steps_per_s"], f"{r['train_planner_ms']} / {r['train_update_ms']}",
           f"{r['train_eval_episodes']}, {r['train_eval_return']}, {r['train_eval_ms_per_action']}"]
          for r in _csv_rows(path)])
-
-
-def _seconds_left(r: dict[str, str]) -> str:
-    return f"{float(r['train_wall_s']) - float(r['train_seed_phase_s']) - float(r['train_burst_s']):.0f}"
 
 
 def _cut(r: dict[str, str]) -> str:

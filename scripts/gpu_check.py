@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from mbdpo_lab.agent import resolve_device
 from mbdpo_lab.analysis import collect_latents
 from mbdpo_lab.analysis.anchoring import collect_anchor_rollouts
 from mbdpo_lab.analysis.denoising import collect_rollout, plan_trace
-from mbdpo_lab.bench import benchmark
+from mbdpo_lab.bench import benchmark, device_name
 from mbdpo_lab.checkpoint import load_checkpoint, load_pretrained, save_checkpoint
 from mbdpo_lab.config import make_config
 from mbdpo_lab.trainer import Trainer, evaluate
@@ -136,7 +135,7 @@ def main() -> int:
             TIMINGS[f"{preset} {dtype} planner ms per action"] = r["planner_ms_per_action"]
             TIMINGS[f"{preset} {dtype} update ms"] = r["update_ms"]
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    name = device_name(device)
     print(json.dumps({"device": str(device), "name": name, "torch": torch.__version__, "timings": TIMINGS,
                       "failures": FAILURES}))
     if FAILURES:
