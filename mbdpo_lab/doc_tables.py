@@ -58,7 +58,8 @@ def _mean_std(mean: str, std: str) -> str:
 
 
 def training_table(data_dir: Path, directory: Path = PRETRAINED_DIR,
-                   steps: tuple[int, ...] = (5_000, 10_000, 20_000, 30_000, 40_000, 50_000)) -> str:
+                   steps: tuple[int, ...] = (5_000, 10_000, 20_000, 30_000, 40_000, 50_000, 60_000, 80_000,
+                                           100_000)) -> str:
     """Evaluation returns of the results page's training runs, one row per run, from its CSVs."""
     with open(data_dir / "training_runs.csv", newline="") as fh:
         runs = list(csv.DictReader(fh))

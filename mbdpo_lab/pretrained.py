@@ -129,10 +129,18 @@ def _check_new_name(name: str, directory: Path, replace: bool, section: str) -> 
                                      if other == section else ""))
 
 
+def docs_note(name: str) -> str:
+    """The manifest note that sends a reader of manifest.json to the agent's training notes in docs/pretrained.md."""
+    return f"see docs/pretrained.md#{name}"
+
+
 def _write_entry(directory: Path, section: str, name: str, entry: dict[str, Any]) -> None:
     manifest_path = directory / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     manifest.setdefault("agents", {})
+    note = manifest.get(section, {}).get(name, {}).get("note", "")
+    if note == docs_note(name) and "note" not in entry:  # a replaced agent keeps its pointer to the training notes
+        entry["note"] = note
     manifest.setdefault(section, {})[name] = entry
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 

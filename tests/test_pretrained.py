@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mbdpo_lab.checkpoint import PRETRAINED_DIR, file_sha256, load_pretrained, read_manifest
-from mbdpo_lab.pretrained import evaluate_checkpoint, export_run
+from mbdpo_lab.pretrained import docs_note, evaluate_checkpoint, export_run
 
 MANIFEST = read_manifest()
 
@@ -74,8 +74,12 @@ def test_export_refuses_bad_names_and_replaces_only_when_asked(tmp_path):
     with pytest.raises(CheckpointError, match="--replace"):
         export_run(tmp_path / "run", "pend", directory=shelf, episodes=1)
     assert ((shelf / "manifest.json").read_text(), (shelf / "pend.safetensors").read_bytes()) == before
+    manifest = json.loads((shelf / "manifest.json").read_text())
+    manifest["agents"]["pend"]["note"] = docs_note("pend")  # written by hand beside a shipped agent
+    (shelf / "manifest.json").write_text(json.dumps(manifest))
     again = export_run(tmp_path / "run", "pend", directory=shelf, episodes=1, replace=True)
     assert json.loads((shelf / "manifest.json").read_text())["agents"]["pend"] == again
+    assert again["note"] == docs_note("pend")  # the replaced agent keeps its pointer to its training notes
     assert first["steps"] == again["steps"] == 60
 
 

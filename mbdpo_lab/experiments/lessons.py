@@ -175,7 +175,7 @@ ASSETS: dict[str, Asset] = {a.name: a for a in (
           "2 min", _build_tour),
     Asset("world-model", ("reacher-easy",), "one recorded episode of reacher-easy", "1 min", _build_world_model),
     Asset("latents", LATENT_AGENTS, "five recorded episodes of each of two gait and two goal-directed agents, their UMAPs",
-          "20 min", _build_latents),
+          "10-20 min", _build_latents),
     Asset("anchor", ANCHOR_PAIR, "the shipped anchored and unanchored cartpole agents measured over 5 episodes",
           "10 min", _build_anchor),
     Asset("planners", ("cartpole-swingup",), "diffusion vs MPPI vs policy-only, 3 episodes each",
