@@ -139,7 +139,7 @@ def _write_entry(directory: Path, section: str, name: str, entry: dict[str, Any]
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     manifest.setdefault("agents", {})
     note = manifest.get(section, {}).get(name, {}).get("note", "")
-    if note == docs_note(name) and "note" not in entry:  # a replaced agent keeps its pointer to the training notes
+    if note == docs_note(name):  # a replaced agent keeps its pointer to its training notes
         entry["note"] = note
     manifest.setdefault(section, {})[name] = entry
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
